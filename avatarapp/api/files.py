@@ -1,0 +1,20 @@
+"""Serve a stored file to someone already checked to be allowed to see it."""
+
+from __future__ import annotations
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+
+from avatarapp.api.errors import not_found
+
+
+def serve_private_file(key: str, content_type: str) -> FileResponse:
+    try:
+        handle = default_storage.open(key, "rb")
+    except (FileNotFoundError, OSError):
+        raise not_found() from None
+    response = FileResponse(handle, content_type=content_type)
+    # Private to this user: no shared cache may keep it.
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

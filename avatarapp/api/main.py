@@ -1,0 +1,57 @@
+"""The v1 JSON API: routers, auth and the error shape for every failure."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+from avatarapp.api import views_account, views_media
+from avatarapp.api.auth import API_AUTH
+from avatarapp.api.errors import ApiError, error_response, validation_fields
+
+api = NinjaAPI(
+    title="Chhavi API",
+    version="1",
+    description="Turn a selfie into avatars and portraits. Errors are always "
+    '{"error": {"code", "message"}} in the request\'s language.',
+    auth=API_AUTH,
+    urls_namespace="api-v1",
+    openapi_url="/openapi.json",
+    docs_url=None,
+)
+api.add_router("", views_account.router)
+api.add_router("", views_media.router)
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request: HttpRequest, exc: ApiError):
+    return error_response(exc.status, exc.code, exc.message, exc.fields, **exc.extra)
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError):
+    return error_response(400, "invalid_fields", _("Please check the highlighted fields."),
+                          fields=validation_fields(exc.errors))
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth_error(request: HttpRequest, exc: AuthenticationError):
+    return error_response(401, "not_authenticated", _("Please sign in or start as a guest first."))
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError):
+    # ninja raises these for unreadable bodies (malformed JSON, wrong content type).
+    if exc.status_code == 400:
+        return error_response(400, "malformed_request", _("The request could not be read."))
+    return error_response(exc.status_code, "http_error", str(exc))
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception):
+    import logging
+
+    logging.getLogger(__name__).exception("unhandled API error")
+    return error_response(500, "server_error", _("Something went wrong on our side. Please try again."))

@@ -1,0 +1,16 @@
+"""The Celery app as the web process sees it: a sender only.
+
+The web side enqueues job ids by task name, so it never imports the worker's
+modules (and with them torch). Routes live in settings (CELERY_TASK_ROUTES).
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarapp.settings")
+
+app = Celery("chhavi")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+GENERATE_TASK = "worker.tasks.generate_job"

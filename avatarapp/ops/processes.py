@@ -1,0 +1,22 @@
+"""Command lines of the processes a deployment runs, shared by `serve` and the tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def web_command(port: int, workers: int = 2) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn", "avatarapp.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "4",
+        "--access-logfile", "-", "--graceful-timeout", "5",
+    ]
+
+
+def worker_command(concurrency: int = 1, hostname: str = "gpu@%h") -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--queues", "gpu",
+        "--concurrency", str(concurrency), "--hostname", hostname, "--loglevel", os.getenv("LOG_LEVEL", "INFO"),
+        "--without-gossip", "--without-mingle",
+    ]

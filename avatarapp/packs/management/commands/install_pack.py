@@ -1,0 +1,39 @@
+"""Copy a pack folder into AVATAR_PACKS_DIR and register it."""
+
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from avatarapp.packs.manifest import PackError, load_manifest
+from avatarapp.packs.registry import sync_packs
+
+
+class Command(BaseCommand):
+    help = "Install a style pack from a folder (pack.toml + LoRA .safetensors + preview)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", type=Path)
+        parser.add_argument("--base-family", default="sd15",
+                            help="Family of the base model this server runs (sd15 or sdxl).")
+        parser.add_argument("--replace", action="store_true", help="Replace an installed pack with the same slug.")
+
+    def handle(self, *args, path: Path, base_family: str, replace: bool, **options):
+        try:
+            manifest = load_manifest(path.resolve())
+        except PackError as e:
+            raise CommandError(str(e)) from None
+        if manifest.base_family != base_family:
+            raise CommandError(
+                f"pack {manifest.slug} is made for {manifest.base_family}, but this server runs {base_family} models"
+            )
+        target = settings.AVATAR_PACKS_DIR / manifest.slug
+        if target.exists():
+            if not replace:
+                raise CommandError(f"pack {manifest.slug} is already installed; use --replace to update it")
+            shutil.rmtree(target)
+        settings.AVATAR_PACKS_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(path, target)
+        sync_packs()
+        self.stdout.write(self.style.SUCCESS(f"installed {manifest.slug} {manifest.version}"))

@@ -1,0 +1,58 @@
+"""Share preview cards: where they live in storage and how they are drawn."""
+
+from __future__ import annotations
+
+
+def card_key(output) -> str:
+    return f"users/{output.user_id}/cards/{output.id}.jpg"
+
+
+def card_keys_for_user(user) -> list[str]:
+    return [f"users/{user.id}/cards/{oid}.jpg" for oid in user.outputs.values_list("id", flat=True)]
+
+
+CARD_SIZE = (1200, 630)
+CARD_MAX_BYTES = 300 * 1024
+BRAND_TOP = (76, 29, 149)
+BRAND_BOTTOM = (219, 39, 119)
+
+
+def render_card(portrait_bytes: bytes) -> bytes:
+    """A 1200x630 JPEG preview card: the portrait centred on the brand gradient.
+
+    Social apps crop anything else; 630 px tall with a margin keeps the face whole.
+    """
+    import io
+
+    from PIL import Image
+
+    width, height = CARD_SIZE
+    gradient = Image.linear_gradient("L").resize((width, height))
+    card = Image.composite(Image.new("RGB", CARD_SIZE, BRAND_BOTTOM), Image.new("RGB", CARD_SIZE, BRAND_TOP), gradient)
+    with Image.open(io.BytesIO(portrait_bytes)) as portrait:
+        portrait = portrait.convert("RGB")
+        portrait.thumbnail((height - 60, height - 60), Image.Resampling.LANCZOS)
+        card.paste(portrait, ((width - portrait.width) // 2, (height - portrait.height) // 2))
+    for quality in (85, 75, 65, 50):
+        out = io.BytesIO()
+        card.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
+        if out.tell() <= CARD_MAX_BYTES:
+            break
+    return out.getvalue()
+
+
+def get_or_render_card(output) -> bytes:
+    """The cached card for an output, rendered and stored on first use."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    key = card_key(output)
+    try:
+        with default_storage.open(key, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, OSError):
+        pass
+    with default_storage.open(output.storage_key, "rb") as f:
+        data = render_card(f.read())
+    default_storage.save(key, ContentFile(data))
+    return data

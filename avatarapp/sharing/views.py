@@ -1,0 +1,69 @@
+"""The public side of a share link: /s/<token>, its card image and its picture.
+
+Nothing here names the owner or a storage path; a revoked or expired token
+answers 404 for the page and both images at once, because every request looks
+the token up again.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db.models import F
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import translation
+from django.views.decorators.cache import cache_control
+
+from avatarapp.sharing.cards import CARD_SIZE, get_or_render_card
+from avatarapp.sharing.models import Share
+
+
+def live_share(token: str) -> Share:
+    share = Share.objects.select_related("output").filter(token=token).first()
+    if share is None or not share.is_live:
+        raise Http404
+    return share
+
+
+def share_page(request: HttpRequest, token: str) -> HttpResponse:
+    share = live_share(token)
+    Share.objects.filter(token=token).update(views=F("views") + 1)
+    page_url = settings.SITE_URL + reverse("share_page", kwargs={"token": token})
+    # The preview card speaks the sharer's language: their friends most likely read it too.
+    with translation.override(share.language):
+        og_title = translation.gettext("An AI portrait made with Chhavi")
+        og_description = translation.gettext("Made from a selfie in seconds. Make your own avatar, free.")
+    return render(request, "sharing/share_page.html", {
+        "share": share,
+        "output": share.output,
+        "page_url": page_url,
+        "og_title": og_title,
+        "og_description": og_description,
+        "card_url": settings.SITE_URL + reverse("share_card", kwargs={"token": token}),
+        "card_width": CARD_SIZE[0],
+        "card_height": CARD_SIZE[1],
+        "image_url": reverse("share_image", kwargs={"token": token}),
+    })
+
+
+@cache_control(public=True, no_cache=True)
+def share_card(request: HttpRequest, token: str) -> HttpResponse:
+    share = live_share(token)
+    try:
+        data = get_or_render_card(share.output)
+    except (FileNotFoundError, OSError):
+        raise Http404 from None
+    return HttpResponse(data, content_type="image/jpeg")
+
+
+@cache_control(public=True, no_cache=True)
+def share_image(request: HttpRequest, token: str) -> HttpResponse:
+    share = live_share(token)
+    try:
+        with default_storage.open(share.output.storage_key, "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, OSError):
+        raise Http404 from None
+    return HttpResponse(data, content_type=share.output.content_type)
