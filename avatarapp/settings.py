@@ -90,7 +90,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     # A file, not :memory:, so a worker process can share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": envstr("AVATAR_TEST_SQLITE", str(VAR_DIR / "test.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
@@ -109,7 +109,7 @@ else:
 # --- Celery ---------------------------------------------------------------
 # No result backend: the job row is where results and progress live.
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
-BROKER_DIR = VAR_DIR / "broker"
+BROKER_DIR = Path(envstr("AVATAR_BROKER_DIR", str(VAR_DIR / "broker")))
 if not REDIS_URL:
     for sub in ("queue", "processed"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Storage --------------------------------------------------------------
-MEDIA_ROOT = VAR_DIR / "media"
+MEDIA_ROOT = Path(envstr("AVATAR_MEDIA_ROOT", str(VAR_DIR / "media")))
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

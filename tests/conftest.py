@@ -1,0 +1,83 @@
+"""Fixtures: the demo packs registered in the test database, and a real Celery worker.
+
+The worker is a separate process (`celery -A worker.app worker`) on the real
+broker, Redis when REDIS_URL is set, kombu's filesystem transport otherwise,
+reading and writing the same test database as the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import purge_queue
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def packs(db):
+    from avatarapp.packs.registry import sync_packs
+
+    registered, _ = sync_packs()
+    assert {"cinematic", "avatar"} <= set(registered), "run `python manage.py prepare_demo` first"
+    return registered
+
+
+def database_url_for_tests() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "") + "@" if s["USER"] else ""
+    return f"postgres://{auth}{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class WorkerProcess:
+    def __init__(self, log_path: Path, env: dict):
+        from avatarapp.ops.processes import worker_command
+
+        self.log_path = log_path
+        self.log = log_path.open("w")
+        self.process = subprocess.Popen(worker_command(hostname=f"test-{os.getpid()}@%h"), cwd=ROOT, env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log_path.read_text()[-3000:]}")
+            if " ready." in self.log_path.read_text():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real worker process for the tests of one module."""
+    with django_db_blocker.unblock():
+        env = dict(os.environ, DATABASE_URL=database_url_for_tests())
+        purge_queue()
+    process = WorkerProcess(tmp_path_factory.mktemp("worker") / "worker.log", env)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()

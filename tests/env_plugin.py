@@ -1,0 +1,31 @@
+"""Environment for the test run, set before Django reads its settings.
+
+Loaded with ``-p tests.env_plugin`` (pyproject's addopts) so it runs before
+pytest-django configures Django. Test files, test broker folders and the test
+SQLite database live under var/test/, apart from what `make run` uses; the
+demo model and packs in var/ are shared (built once by `make test`).
+"""
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_VAR = ROOT / "var" / "test"
+
+shutil.rmtree(TEST_VAR, ignore_errors=True)
+TEST_VAR.mkdir(parents=True, exist_ok=True)
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarapp.settings")
+os.environ["AVATAR_MEDIA_ROOT"] = str(TEST_VAR / "media")
+os.environ["AVATAR_BROKER_DIR"] = str(TEST_VAR / "broker")
+os.environ["AVATAR_TEST_SQLITE"] = str(TEST_VAR / "test.sqlite3")
+os.environ.setdefault("SITE_URL", "http://testserver")
+# Rate limits are tested on their own with small values; elsewhere they stay out of the way.
+for name in ("AVATAR_RATE_GUESTS_PER_HOUR", "AVATAR_RATE_LOGINS_PER_HOUR", "AVATAR_RATE_UPLOADS_PER_HOUR"):
+    os.environ[name] = "100000"
+os.environ["AVATAR_PROGRESS_INTERVAL"] = "0"
+if os.getenv("REDIS_URL"):
+    # A Redis database of its own, so a test run never touches what `make run` queued.
+    os.environ["REDIS_URL"] = urlsplit(os.environ["REDIS_URL"])._replace(path="/9").geturl()

@@ -1,0 +1,105 @@
+"""A selfie becomes a stored picture, through HTTP and a real worker on the real broker."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from avatarapp.celery import GENERATE_TASK, app
+from avatarapp.jobs.models import Job, Output
+from tests.helpers import new_guest, wait_for_job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_job(api, pack="cinematic", **fields):
+    photo = api.upload_fixture("portrait.jpg").json()
+    response = api.post("/jobs", {"photo": photo["id"], "pack": pack, **fields})
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+def fetch_image(api, url: str) -> Image.Image:
+    response = api.client.get(url, headers=api.headers())
+    assert response.status_code == 200
+    return Image.open(io.BytesIO(b"".join(response.streaming_content)))
+
+
+def test_a_guest_turns_a_selfie_into_a_cinematic_portrait(worker, packs):
+    api = new_guest()
+    created = make_job(api, "cinematic", seed=7)
+    assert created["status"] == "queued"
+    assert created["queue_position"] >= 1
+
+    job, progress_seen = wait_for_job(api, created["id"])
+
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == 1.0
+    assert any(0 < p < 1 for p in progress_seen), f"progress never rose gradually: {progress_seen}"
+    assert progress_seen == sorted(progress_seen)
+    assert job["started_at"] and job["finished_at"]
+    [output] = job["outputs"]
+    image = fetch_image(api, output["url"])
+    image.load()
+    assert (image.width, image.height) == (512, 512) == (output["width"], output["height"])
+    assert image.format == "WEBP"
+    thumbnail = fetch_image(api, output["thumbnail_url"])
+    assert max(thumbnail.size) == 256
+
+
+def test_a_job_with_four_images_stores_four_outputs(worker, packs):
+    api = new_guest()
+    job, _ = wait_for_job(api, make_job(api, "avatar", count=4, seed=1)["id"])
+    assert job["status"] == "succeeded"
+    assert len(job["outputs"]) == 4
+    assert len(api.get("/outputs").json()["outputs"]) == 4
+
+
+def pixels(api, pack, seed) -> np.ndarray:
+    job, _ = wait_for_job(api, make_job(api, pack, seed=seed)["id"])
+    assert job["status"] == "succeeded", job
+    return np.asarray(fetch_image(api, job["outputs"][0]["url"]).convert("RGB")).astype(int)
+
+
+def test_the_same_seed_and_pack_give_the_same_pixels_and_packs_differ(worker, packs):
+    api = new_guest()
+    cinematic = pixels(api, "cinematic", 42)
+    again = pixels(api, "cinematic", 42)
+    avatar = pixels(api, "avatar", 42)
+    assert np.array_equal(cinematic, again)
+    assert np.abs(cinematic - avatar).mean() > 2
+
+
+def test_a_repeated_message_produces_one_set_of_outputs(worker, packs):
+    api = new_guest()
+    job, _ = wait_for_job(api, make_job(api, "cinematic", count=2)["id"])
+    assert job["status"] == "succeeded"
+    before = sorted(o["id"] for o in job["outputs"])
+
+    # The broker delivers the same job twice (a redelivery after a lost ack).
+    app.send_task(GENERATE_TASK, args=[job["id"]])
+    app.send_task(GENERATE_TASK, args=[job["id"]])
+    marker = make_job(api, "cinematic")  # queued behind the duplicates
+    wait_for_job(api, marker["id"])
+
+    after = api.get(f"/jobs/{job['id']}").json()
+    assert sorted(o["id"] for o in after["outputs"]) == before
+    assert after["finished_at"] == job["finished_at"]
+    assert Output.objects.filter(job_id=job["id"]).count() == 2
+    assert Job.objects.get(id=job["id"]).attempts == 1
+
+
+def test_a_cancelled_queued_job_is_never_run(worker, packs):
+    api = new_guest()
+    # Fill the worker, then cancel the job queued behind.
+    first = make_job(api, "cinematic", count=4)
+    second = make_job(api, "avatar")
+    assert api.post(f"/jobs/{second['id']}/cancel").status_code == 202
+    wait_for_job(api, first["id"])
+    job = api.get(f"/jobs/{second['id']}").json()
+    assert job["status"] == "canceled"
+    assert job["outputs"] == []
+    assert api.post(f"/jobs/{second['id']}/cancel").status_code == 409
