@@ -22,6 +22,7 @@ prepare: install
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py prepare_demo
 	$(PY) manage.py collectstatic --noinput -v0
+	@if command -v msgfmt >/dev/null; then $(PY) manage.py compilemessages -v0 -i ".venv" -i "var"; fi
 
 run: prepare
 	$(PY) manage.py serve

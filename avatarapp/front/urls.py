@@ -21,4 +21,5 @@ urlpatterns = [
     path("s/<str:token>", share_views.share_page, name="share_page"),
     path("s/<str:token>/card.jpg", share_views.share_card, name="share_card"),
     path("s/<str:token>/image", share_views.share_image, name="share_image"),
+    path("s/<str:token>/report", share_views.report_share, name="report_share"),
 ]

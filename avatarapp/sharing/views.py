@@ -11,13 +11,26 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
 from django.views.decorators.cache import cache_control
 
 from avatarapp.sharing.cards import CARD_SIZE, get_or_render_card
-from avatarapp.sharing.models import Share
+from avatarapp.ratelimit import allow, client_ip
+from avatarapp.sharing.models import Report, Share
+from django.contrib import messages
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+# Shown to the person reporting, in their language (the stored value stays English).
+REPORT_REASONS = [
+    (Report.Reason.NOT_CONSENTED, gettext_lazy("It shows me or someone who did not agree")),
+    (Report.Reason.OFFENSIVE, gettext_lazy("It is offensive or sexual")),
+    (Report.Reason.MINOR, gettext_lazy("It shows a child")),
+    (Report.Reason.OTHER, gettext_lazy("Something else")),
+]
 
 
 def live_share(token: str) -> Share:
@@ -45,7 +58,22 @@ def share_page(request: HttpRequest, token: str) -> HttpResponse:
         "card_width": CARD_SIZE[0],
         "card_height": CARD_SIZE[1],
         "image_url": reverse("share_image", kwargs={"token": token}),
+        "report_reasons": REPORT_REASONS,
     })
+
+
+@require_POST
+def report_share(request: HttpRequest, token: str) -> HttpResponse:
+    share = live_share(token)
+    reason = request.POST.get("reason", "")
+    if reason not in Report.Reason.values:
+        messages.error(request, _("Please choose a reason."))
+        return redirect("share_page", token=token)
+    if allow("report", client_ip(request), 20):
+        Report.objects.create(share_token=token, output=share.output, reason=reason,
+                              details=request.POST.get("details", "")[:2000])
+    messages.success(request, _("Thank you. Our team will look at this picture."))
+    return redirect("share_page", token=token)
 
 
 @cache_control(public=True, no_cache=True)

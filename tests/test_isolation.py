@@ -1,0 +1,56 @@
+"""One person's photos, jobs and pictures are invisible to everyone else."""
+
+import pytest
+
+from avatarapp.jobs.models import Job, Output
+from tests.helpers import Api, new_guest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice_with_a_picture(packs):
+    """Alice owns a photo, a finished job and its picture (stored the way a worker stores it)."""
+    from PIL import Image
+
+    from worker.outputs import store_output
+
+    alice = new_guest()
+    photo = alice.upload_fixture().json()
+    job_id = alice.post("/jobs", {"photo": photo["id"], "pack": "cinematic"}).json()["id"]
+    job = Job.objects.get(id=job_id)
+    output = store_output(job, 0, Image.new("RGB", (512, 512), (200, 100, 50)))
+    Job.objects.filter(id=job_id).update(status=Job.Status.SUCCEEDED, progress=1.0)
+    return alice, photo["id"], job_id, str(output.id)
+
+
+def test_bob_gets_404_for_everything_of_alices(alice_with_a_picture):
+    alice, photo_id, job_id, output_id = alice_with_a_picture
+    bob = new_guest()
+    for path in [f"/photos/{photo_id}", f"/photos/{photo_id}/image", f"/jobs/{job_id}",
+                 f"/outputs/{output_id}/image", f"/outputs/{output_id}/thumbnail"]:
+        assert bob.get(path).status_code == 404, path
+        assert alice.get(path).status_code == 200, path
+    assert bob.post(f"/jobs/{job_id}/cancel").status_code == 404
+    assert bob.delete(f"/outputs/{output_id}").status_code == 404
+    assert bob.delete(f"/photos/{photo_id}").status_code == 404
+    assert bob.post(f"/outputs/{output_id}/shares").status_code == 404
+    assert bob.get("/jobs").json()["jobs"] == []
+    assert bob.get("/outputs").json()["outputs"] == []
+    assert Output.objects.filter(id=output_id).exists()
+
+
+def test_anonymous_requests_get_401_or_404(alice_with_a_picture):
+    _, photo_id, job_id, output_id = alice_with_a_picture
+    anonymous = Api()
+    for path in [f"/photos/{photo_id}", f"/photos/{photo_id}/image", f"/jobs/{job_id}", "/jobs", "/outputs",
+                 f"/outputs/{output_id}/image"]:
+        assert anonymous.get(path).status_code in (401, 404), path
+
+
+def test_stored_files_live_under_the_owners_prefix(alice_with_a_picture):
+    alice, _, job_id, output_id = alice_with_a_picture
+    user_id = alice.get("/me").json()["id"]
+    output = Output.objects.get(id=output_id)
+    assert output.storage_key == f"users/{user_id}/jobs/{job_id}/0.webp"
+    assert output.thumbnail_key == f"users/{user_id}/jobs/{job_id}/0_thumb.webp"
