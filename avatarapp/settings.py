@@ -235,3 +235,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
 }
+
+# Provenance: the visible "AI-generated" label, embedded metadata and watermark.
+AVATAR_LABEL = envbool("AVATAR_LABEL", "True")
+AVATAR_LABEL_POSITION = envstr("AVATAR_LABEL_POSITION", "bottom-right")
+AVATAR_LABEL_SCALE = envfloat("AVATAR_LABEL_SCALE", 0.04)
+AVATAR_LABEL_FONT_DIRS = [Path(p) for p in envstr(
+    "AVATAR_LABEL_FONT_DIRS", "/usr/share/fonts/truetype/noto:/usr/share/fonts/truetype/dejavu").split(":") if p]

@@ -46,7 +46,7 @@ def claim_job(job_id: str) -> Job | None:
     )
     if updated != 1:
         return None
-    return Job.objects.select_related("pack", "photo").get(id=job_id)
+    return Job.objects.select_related("pack", "photo", "user").get(id=job_id)
 
 
 def fail_job(job: Job, code: str, message: str) -> None:

@@ -17,7 +17,7 @@ BRAND_TOP = (76, 29, 149)
 BRAND_BOTTOM = (219, 39, 119)
 
 
-def render_card(portrait_bytes: bytes) -> bytes:
+def render_card(portrait_bytes: bytes, provenance=None) -> bytes:
     """A 1200x630 JPEG preview card: the portrait centred on the brand gradient.
 
     Social apps crop anything else; 630 px tall with a margin keeps the face whole.
@@ -33,9 +33,12 @@ def render_card(portrait_bytes: bytes) -> bytes:
         portrait = portrait.convert("RGB")
         portrait.thumbnail((height - 60, height - 60), Image.Resampling.LANCZOS)
         card.paste(portrait, ((width - portrait.width) // 2, (height - portrait.height) // 2))
+    from avatarapp.provenance import metadata
+
+    extra = metadata.save_args(provenance) if provenance else {}
     for quality in (85, 75, 65, 50):
         out = io.BytesIO()
-        card.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
+        card.save(out, "JPEG", quality=quality, optimize=True, progressive=True, **extra)
         if out.tell() <= CARD_MAX_BYTES:
             break
     return out.getvalue()
@@ -52,7 +55,12 @@ def get_or_render_card(output) -> bytes:
             return f.read()
     except (FileNotFoundError, OSError):
         pass
+    from avatarapp.provenance.metadata import provenance_for
+
     with default_storage.open(output.storage_key, "rb") as f:
-        data = render_card(f.read())
+        portrait = f.read()
+    # The card says what the portrait says: same generator, pack and output id.
+    provenance = provenance_for(output.id, output.job.pack.slug)
+    data = render_card(portrait, provenance)
     default_storage.save(key, ContentFile(data))
     return data

@@ -1,0 +1,43 @@
+"""Tell whether an image was made here: its embedded metadata and its invisible watermark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from PIL import Image, UnidentifiedImageError
+
+from avatarapp.jobs.models import Output
+from avatarapp.provenance import metadata, watermark
+
+
+class Command(BaseCommand):
+    help = "Report an image's AI provenance metadata and whether Chhavi's watermark is in it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", type=Path)
+
+    def handle(self, *args, file: Path, **options):
+        try:
+            image = Image.open(file)
+            image.load()
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
+            raise CommandError(f"cannot read {file}: {e}") from None
+        found = metadata.read_provenance(image)
+        is_ai = found["digital_source_type"] == metadata.DIGITAL_SOURCE_TYPE
+        self.stdout.write(f"file: {file} ({image.format}, {image.width}x{image.height})")
+        self.stdout.write(f"digital source type: {found['digital_source_type'] or 'none'}"
+                          + (" (AI-generated)" if is_ai else ""))
+        self.stdout.write(f"EXIF Software: {found['software'] or 'none'}")
+        self.stdout.write(f"EXIF ImageDescription: {found['description'] or 'none'}")
+        reading = watermark.read(image)
+        if reading.found:
+            # The short id is the first 8 hex digits of the output's UUID (the part before the first dash).
+            matches = list(Output.objects.filter(id__startswith=reading.short_id_hex))
+            self.stdout.write(f"watermark: found, output {reading.short_id_hex} (agreement {reading.agreement:.2f})")
+            for output in matches:
+                self.stdout.write(f"  matches output {output.id} of job {output.job_id}")
+            if not matches:
+                self.stdout.write("  no output with this id on this server")
+        else:
+            self.stdout.write(f"watermark: not found (agreement {reading.agreement:.2f})")
