@@ -127,7 +127,20 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
         "polling_interval": 0.02,
     }
 )
-CELERY_TASK_ROUTES = {"worker.tasks.*": {"queue": "gpu"}}
+CELERY_TASK_ROUTES = {
+    "worker.tasks.generate_job": {"queue": "gpu"},
+    "worker.tasks.reap_stale_jobs": {"queue": "maintenance"},
+}
+CELERY_TASK_DEFAULT_QUEUE = "maintenance"
+CELERY_BEAT_SCHEDULE_FILENAME = envstr("AVATAR_BEAT_SCHEDULE", str(VAR_DIR / "celerybeat-schedule"))
+# The reaper re-queues or fails jobs whose worker died, and re-sends messages a broker lost.
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-jobs": {
+        "task": "worker.tasks.reap_stale_jobs",
+        "schedule": envfloat("AVATAR_REAPER_INTERVAL", 30.0),
+        "options": {"expires": envfloat("AVATAR_REAPER_INTERVAL", 30.0)},
+    },
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 # A worker holds one message at a time: the next job stays in the queue, where
@@ -214,7 +227,12 @@ X_FRAME_OPTIONS = "DENY"
 # --- Chhavi -------------------------------------------------------------------
 AVATAR_BASE_MODEL = envstr("AVATAR_BASE_MODEL", str(VAR_DIR / "models" / "demo"))
 AVATAR_PACKS_DIR = Path(envstr("AVATAR_PACKS_DIR", str(VAR_DIR / "packs")))
-AVATAR_DEVICE = envstr("AVATAR_DEVICE", "auto")
+AVATAR_DEVICE = envstr("AVATAR_DEVICE", "auto")  # auto, cuda, mps, cpu
+AVATAR_DTYPE = envstr("AVATAR_DTYPE", "auto")  # auto, fp32, fp16, bf16
+AVATAR_LORA_MODE = envstr("AVATAR_LORA_MODE", "auto")  # auto, active, fused
+AVATAR_MAX_BATCH = envint("AVATAR_MAX_BATCH", 4)  # pictures per denoising batch
+AVATAR_HEARTBEAT_TIMEOUT = envint("AVATAR_HEARTBEAT_TIMEOUT", 120)
+AVATAR_REQUEUE_AFTER = envint("AVATAR_REQUEUE_AFTER", 300)
 AVATAR_CONSENT_VERSION = envint("AVATAR_CONSENT_VERSION", 1)
 AVATAR_MAX_UPLOAD_BYTES = envint("AVATAR_MAX_UPLOAD_BYTES", 15 * 1024 * 1024)
 AVATAR_MAX_PIXELS = envint("AVATAR_MAX_PIXELS", 40_000_000)

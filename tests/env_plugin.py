@@ -20,6 +20,7 @@ TEST_VAR.mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarapp.settings")
 os.environ["AVATAR_MEDIA_ROOT"] = str(TEST_VAR / "media")
 os.environ["AVATAR_BROKER_DIR"] = str(TEST_VAR / "broker")
+os.environ["AVATAR_BEAT_SCHEDULE"] = str(TEST_VAR / "celerybeat-schedule")
 os.environ["AVATAR_TEST_SQLITE"] = str(TEST_VAR / "test.sqlite3")
 os.environ.setdefault("SITE_URL", "http://testserver")
 # Rate limits are tested on their own with small values; elsewhere they stay out of the way.

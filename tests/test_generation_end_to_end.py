@@ -69,8 +69,11 @@ def test_the_same_seed_and_pack_give_the_same_pixels_and_packs_differ(worker, pa
     cinematic = pixels(api, "cinematic", 42)
     again = pixels(api, "cinematic", 42)
     avatar = pixels(api, "avatar", 42)
-    assert np.array_equal(cinematic, again)
-    assert np.abs(cinematic - avatar).mean() > 2
+    # Equal but for the invisible watermark, which carries each output's own id (a few grey levels
+    # after WebP); the exact pixel check lives in test_engine_packs.py.
+    same, different = np.abs(cinematic - again).mean(), np.abs(cinematic - avatar).mean()
+    assert same < 4
+    assert different > 3 * same
 
 
 def test_a_repeated_message_produces_one_set_of_outputs(worker, packs):

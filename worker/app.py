@@ -26,11 +26,17 @@ def warm_engine(**kwargs) -> None:
     from worker.packs import ensure_packs_loaded
     from worker.engine import get_engine
 
+    from django.db import connections
+
     try:
         ensure_packs_loaded(get_engine())
     except Exception:
         # The task reports a broken model on the job row; the worker stays up.
         log.exception("could not warm the engine")
+    finally:
+        # Tasks open their own connections; one held from start-up could pin an old
+        # SQLite snapshot and hide jobs created since.
+        connections.close_all()
 
 
 __all__ = ["app"]

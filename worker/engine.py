@@ -30,7 +30,9 @@ class EngineError(Exception):
 
 @dataclass
 class GenerationRequest:
-    image: Image.Image
+    """One batch: the same pack and settings, one init image and one seed per picture."""
+
+    images: list[Image.Image]
     prompt: str
     negative_prompt: str
     seeds: list[int]
@@ -73,10 +75,16 @@ def fit_photo(photo: Image.Image, width: int, height: int) -> Image.Image:
 
 
 class Engine:
-    def __init__(self, base_model: str, device: str = "auto", dtype: str = "auto"):
+    def __init__(self, base_model: str, device: str = "auto", dtype: str = "auto", lora_mode: str = "auto"):
         self.base_model = base_model
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
+        # "active": every pack's LoRA stays unfused and a switch only changes which one each
+        # layer applies (well under a millisecond). "fused": the active pack is merged into the
+        # base weights so a step costs exactly what the base model costs; merging is a few
+        # small matmuls per layer, instant on a GPU, where unfused LoRA kernels cost the most.
+        self.lora_mode = lora_mode if lora_mode != "auto" else ("fused" if self.device == "cuda" else "active")
+        self.lora_layers: list = []
         self.pipe = None
         self.loaded_packs: dict[str, str] = {}  # slug -> version loaded
         # UNKNOWN until the first switch: loading a LoRA leaves it active as a side effect.
@@ -123,27 +131,50 @@ class Engine:
         if len(loras) > 1:
             raise EngineError(f"pack {slug}: more than one LoRA file is not supported yet")
         lora = loras[0]
+        self.unfuse()
         try:
             self.pipe.load_lora_weights(str(folder), weight_name=lora["file"], adapter_name=slug)
         except Exception as e:
             raise EngineError(f"pack {slug}: could not load {lora['file']}: {e}") from e
+        self.lora_layers = self.find_lora_layers()
+        for layer in self.lora_layers:
+            if slug in layer.lora_A:
+                layer.set_scale(slug, float(lora.get("weight", 1.0)))
         self.loaded_packs[slug] = version
         self.active_pack = UNKNOWN  # loading activated the new adapter; the next switch must be real
 
+    def find_lora_layers(self) -> list:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        modules = [self.pipe.unet, self.pipe.text_encoder] + ([self.pipe.text_encoder_2] if getattr(
+            self.pipe, "text_encoder_2", None) is not None else [])
+        return [m for model in modules for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+    def unfuse(self) -> None:
+        for layer in self.lora_layers:
+            if layer.merged:
+                layer.unmerge()
+
     # 3. Make one pack (or none) active on the warm pipeline.
-    def switch_pack(self, slug: str | None, weight: float = 1.0) -> None:
-        if slug is not None and self.loaded_packs.get(slug) is None:
+    def switch_pack(self, slug: str | None) -> None:
+        """Activate a resident pack's LoRA (or none) without reloading anything."""
+        if slug is not None and slug not in self.loaded_packs:
             raise EngineError(f"pack {slug} is not loaded")
         if slug == self.active_pack:
             return
-        adapters = self.pipe.get_list_adapters().get("unet", [])
-        if slug is None or slug not in adapters:
-            # No pack, or a pack that is only a prompt: the plain base model.
-            if adapters:
-                self.pipe.disable_lora()
-        else:
-            self.pipe.enable_lora()
-            self.pipe.set_adapters([slug], adapter_weights=[weight])
+        if self.lora_mode == "fused":
+            self.unfuse()
+        for layer in self.lora_layers:
+            # The same state peft's set_adapter/enable_adapters leave behind, minus their
+            # requires_grad bookkeeping, which inference never reads: a switch is one pass
+            # of two attribute writes over the LoRA layers.
+            if slug is not None and slug in layer.lora_A:
+                layer._active_adapter = [slug]
+                layer._disable_adapters = False
+                if self.lora_mode == "fused":
+                    layer.merge(adapter_names=[slug])
+            else:
+                layer._disable_adapters = True
         self.active_pack = slug
 
     # 4. Run img2img for a batch of seeds.
@@ -152,7 +183,7 @@ class Engine:
                  on_step: Callable[[int, int], bool] | None = None) -> list[Image.Image]:
         """Images for each seed; `on_step(done, total)` returns False to stop early."""
         self.check_inputs(request)
-        init = fit_photo(request.image, request.width, request.height)
+        inits = [fit_photo(image, request.width, request.height) for image in request.images]
         batch = len(request.seeds)
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in request.seeds]
         total = max(1, int(request.steps * request.strength))
@@ -165,7 +196,7 @@ class Engine:
         result = self.pipe(
             prompt=[request.prompt] * batch,
             negative_prompt=[request.negative_prompt] * batch if request.negative_prompt else None,
-            image=[init] * batch,
+            image=inits,
             strength=request.strength,
             num_inference_steps=request.steps,
             guidance_scale=request.guidance,
@@ -180,6 +211,8 @@ class Engine:
             raise EngineError("the engine is not loaded")
         if not request.seeds:
             raise ValueError("at least one seed is needed")
+        if len(request.images) != len(request.seeds):
+            raise ValueError(f"one image per seed: got {len(request.images)} images for {len(request.seeds)} seeds")
         if request.width % 8 or request.height % 8:
             raise ValueError(f"width and height must be multiples of 8, got {request.width}x{request.height}")
         if not 0 < request.strength <= 1:
@@ -196,7 +229,8 @@ def get_engine() -> Engine:
         from django.conf import settings
 
         torch.set_num_threads(max(1, int(os.getenv("AVATAR_TORCH_THREADS", os.cpu_count() or 1))))
-        engine = Engine(settings.AVATAR_BASE_MODEL, settings.AVATAR_DEVICE)
+        engine = Engine(settings.AVATAR_BASE_MODEL, settings.AVATAR_DEVICE, settings.AVATAR_DTYPE,
+                        settings.AVATAR_LORA_MODE)
         engine.load()
         _engine = engine
     return _engine

@@ -1,10 +1,15 @@
-"""Run one generation job, from claiming its row to storing its pictures.
+"""Run generation jobs, from claiming their rows to storing their pictures.
 
-The row is the source of truth. A job is claimed with a conditional update
-(queued → running), so a message delivered twice, or one for a job that was
-cancelled or already finished, does nothing. Progress and the heartbeat go to
-the row as the denoising loop runs; a cancel written to the row stops the loop
-at the next step.
+The row is the source of truth. A message names one job; the worker claims it
+together with up to AVATAR_MAX_BATCH pictures' worth of other queued jobs for
+the same pack (same prompt, size and steps), in one transaction, and runs them
+as one denoising batch with per-job seeds. Claiming is a conditional update
+(queued → running), so a message delivered twice, or one whose job was already
+taken into another batch, cancelled or finished, does nothing.
+
+Progress and the heartbeat go to the rows as the denoising loop runs; a cancel
+written to a row drops that job from the batch's results, and when every job
+of the batch is cancelled the loop stops at the next step.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from PIL import Image
@@ -37,47 +43,71 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim_job(job_id: str) -> Job | None:
-    """Move a queued job to running; None if another delivery or a cancel got there first."""
-    now = timezone.now()
-    updated = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, progress=0.0,
-        attempts=F("attempts") + 1, worker=worker_name(),
-    )
-    if updated != 1:
-        return None
-    return Job.objects.select_related("pack", "photo", "user").get(id=job_id)
+def claim_batch(job_id: str, max_pictures: int | None = None) -> list[Job]:
+    """Claim the named job and same-pack companions; [] if the named job is not queued any more."""
+    max_pictures = max_pictures or settings.AVATAR_MAX_BATCH
+    with transaction.atomic():
+        queued = Job.objects.filter(status=Job.Status.QUEUED)
+        if connection.features.has_select_for_update_skip_locked:
+            # PostgreSQL: rows another worker is claiming right now are skipped, not waited for.
+            queued = queued.select_for_update(skip_locked=True)
+        # On SQLite the transaction itself is the lock (IMMEDIATE mode takes the write
+        # lock at BEGIN), so two workers' claims run one after the other.
+        first = queued.filter(id=job_id).first()
+        if first is None:
+            status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+            log.info("job %s not claimed: %s", job_id, status or "no such job")
+            return []
+        batch, pictures = [first], first.count
+        if pictures < max_pictures:
+            for job in queued.filter(pack_id=first.pack_id).exclude(id=first.id).order_by("created_at")[:max_pictures]:
+                if pictures + job.count <= max_pictures:
+                    batch.append(job)
+                    pictures += job.count
+        now = timezone.now()
+        ids = [job.id for job in batch]
+        Job.objects.filter(id__in=ids, status=Job.Status.QUEUED).update(
+            status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, progress=0.0,
+            attempts=F("attempts") + 1, worker=worker_name(),
+        )
+    jobs = Job.objects.select_related("pack", "photo", "user").filter(id__in=ids)
+    return sorted(jobs, key=lambda job: ids.index(job.id))
 
 
-def fail_job(job: Job, code: str, message: str) -> None:
-    log.warning("job %s failed: %s (%s)", job.id, code, message)
-    Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
+def fail_jobs(jobs: list[Job], code: str, message: str) -> None:
+    log.warning("jobs %s failed: %s (%s)", [str(j.id) for j in jobs], code, message)
+    Job.objects.filter(id__in=[j.id for j in jobs], status=Job.Status.RUNNING).update(
         status=Job.Status.FAILED, error_code=code, error_message=message[:2000], finished_at=timezone.now()
     )
 
 
-class ProgressWriter:
-    """Writes progress at most every AVATAR_PROGRESS_INTERVAL seconds and reports cancels."""
+def running_ids(jobs: list[Job]) -> set:
+    return set(Job.objects.filter(id__in=[j.id for j in jobs], status=Job.Status.RUNNING).values_list("id", flat=True))
 
-    def __init__(self, job: Job):
-        self.job = job
+
+class ProgressWriter:
+    """Writes progress (at most every AVATAR_PROGRESS_INTERVAL s) and stops the loop once all are cancelled.
+
+    A batch may run as several chunks (after an out-of-memory retry); chunk n of
+    `chunks` covers its share of the bar.
+    """
+
+    def __init__(self, jobs: list[Job], chunk: int = 0, chunks: int = 1):
+        self.ids = [job.id for job in jobs]
+        self.chunk, self.chunks = chunk, chunks
         self.last_write = 0.0
 
     def __call__(self, done: int, total: int) -> bool:
         now = time.monotonic()
-        progress = DENOISE_SHARE * done / total
         if done < total and now - self.last_write < settings.AVATAR_PROGRESS_INTERVAL:
-            # Still honour a cancel between steps, with a cheap read.
-            return self.still_running()
+            # Between writes a cheap read still honours a cancel at the next step.
+            return Job.objects.filter(id__in=self.ids, status=Job.Status.RUNNING).exists()
         self.last_write = now
-        # The write only lands while the job is still running: a cancel wins.
-        updated = Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).update(
-            progress=progress, heartbeat_at=timezone.now()
+        # Only rows still running are written: a cancel always wins.
+        updated = Job.objects.filter(id__in=self.ids, status=Job.Status.RUNNING).update(
+            progress=DENOISE_SHARE * (self.chunk + done / total) / self.chunks, heartbeat_at=timezone.now()
         )
-        return updated == 1
-
-    def still_running(self) -> bool:
-        return Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).exists()
+        return updated > 0
 
 
 def load_photo(job: Job) -> Image.Image | None:
@@ -90,14 +120,18 @@ def load_photo(job: Job) -> Image.Image | None:
         return None
 
 
-def build_request(job: Job, photo: Image.Image) -> GenerationRequest:
-    manifest = job.pack.manifest
+def seeds_for(job: Job) -> list[int]:
+    # Picture n of a job uses seed + n, so each picture is reproducible on its own.
+    return [(job.seed + n) % 2**32 for n in range(job.count)]
+
+
+def build_request(items: list[tuple[Job, int]], photos: dict) -> GenerationRequest:
+    manifest = items[0][0].pack.manifest
     return GenerationRequest(
-        image=photo,
+        images=[photos[job.id] for job, _ in items],
         prompt=manifest["prompt"].replace("{subject}", "portrait of a person"),
         negative_prompt=manifest.get("negative_prompt", ""),
-        # Image n of a job uses seed + n, so each picture is reproducible on its own.
-        seeds=[(job.seed + n) % 2**32 for n in range(job.count)],
+        seeds=[seed for _, seed in items],
         steps=int(manifest.get("steps", 20)),
         guidance=float(manifest.get("guidance", 6.0)),
         strength=float(manifest.get("strength", 0.6)),
@@ -106,41 +140,83 @@ def build_request(job: Job, photo: Image.Image) -> GenerationRequest:
     )
 
 
-def run_job(job_id: str) -> str:
-    job = claim_job(job_id)
-    if job is None:
-        return "skipped"
-    try:
-        photo = load_photo(job)
-        if photo is None:
-            fail_job(job, "photo_missing", "the job's photo is gone")
-            return "failed"
-        engine = get_engine()
-        ensure_pack_loaded(engine, job.pack)
-        weight = float((job.pack.manifest.get("loras") or [{}])[0].get("weight", 1.0))
-        with engine.lock:
-            engine.switch_pack(job.pack.slug, weight)
-            images = engine.generate(build_request(job, photo), on_step=ProgressWriter(job))
-        if not ProgressWriter(job).still_running():
-            return "canceled"
-        for index, image in enumerate(images):
+def finish(jobs: list[Job], images: dict) -> None:
+    """Store each still-running job's pictures and mark it succeeded; drop the cancelled ones'."""
+    still_running = running_ids(jobs)
+    for job in jobs:
+        if job.id not in still_running or len(images[job.id]) != job.count:
+            continue
+        for index, image in enumerate(images[job.id]):
             store_output(job, index, image)
-        finished = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
+        done = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
             status=Job.Status.SUCCEEDED, progress=1.0, finished_at=timezone.now(), heartbeat_at=timezone.now()
         )
-        if finished != 1:
-            # Cancelled while the files were written: take them away again.
-            remove_outputs(job)
-            return "canceled"
-        return "succeeded"
-    except SoftTimeLimitExceeded:
-        fail_job(job, "timed_out", "the soft time limit was reached")
-    except EngineError as e:
-        fail_job(job, "generation_failed", str(e))
-    except Exception as e:
-        if "out of memory" in str(e).lower():
-            fail_job(job, "out_of_memory", str(e))
+        if done != 1:
+            remove_outputs(job)  # cancelled while its files were written: take them away again
+
+
+def generate(jobs: list[Job], batch_size: int) -> None:
+    """Denoise every picture of the claimed jobs, `batch_size` pictures at a time."""
+    engine = get_engine()
+    ensure_pack_loaded(engine, jobs[0].pack)
+    photos = {}
+    for job in jobs:
+        photo = load_photo(job)
+        if photo is None:
+            fail_jobs([job], "photo_missing", "the job's photo is gone")
         else:
-            log.exception("job %s crashed", job_id)
-            fail_job(job, "generation_failed", f"{type(e).__name__}: {e}")
-    return "failed"
+            photos[job.id] = photo
+    jobs = [job for job in jobs if job.id in photos]
+    items = [(job, seed) for job in jobs for seed in seeds_for(job)]
+    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    images: dict = {job.id: [] for job in jobs}
+    for n, chunk in enumerate(chunks):
+        chunk_jobs = list({job.id: job for job, _ in chunk}.values())
+        if not running_ids(chunk_jobs):
+            continue  # all of this chunk's jobs were cancelled
+        with engine.lock:
+            engine.switch_pack(chunk[0][0].pack.slug)
+            pictures = engine.generate(build_request(chunk, photos), on_step=ProgressWriter(chunk_jobs, n, len(chunks)))
+        for (job, _), picture in zip(chunk, pictures):
+            images[job.id].append(picture)
+    finish(jobs, images)
+
+
+def is_out_of_memory(error: Exception) -> bool:
+    return "out of memory" in str(error).lower() or type(error).__name__ == "OutOfMemoryError"
+
+
+def run_job(job_id: str) -> str:
+    jobs = claim_batch(job_id)
+    if not jobs:
+        return "skipped"
+    batch_size = settings.AVATAR_MAX_BATCH
+    while True:
+        try:
+            generate(jobs, batch_size)
+            return "done"
+        except SoftTimeLimitExceeded:
+            fail_jobs(jobs, "timed_out", "the soft time limit was reached")
+        except EngineError as e:
+            fail_jobs(jobs, "generation_failed", str(e))
+        except Exception as e:
+            if is_out_of_memory(e) and batch_size > 1:
+                # Retry what is still running at half the batch, down to one picture at a time.
+                batch_size //= 2
+                log.warning("out of memory; retrying jobs at batch size %d", batch_size)
+                try:
+                    import torch
+
+                    torch.cuda.empty_cache()
+                except Exception:
+                    pass
+                jobs = [job for job in jobs if job.id in running_ids(jobs)]
+                if jobs:
+                    continue
+                return "canceled"
+            if is_out_of_memory(e):
+                fail_jobs(jobs, "out_of_memory", str(e))
+            else:
+                log.exception("jobs %s crashed", [str(j.id) for j in jobs])
+                fail_jobs(jobs, "generation_failed", f"{type(e).__name__}: {e}")
+        return "failed"

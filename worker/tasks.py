@@ -1,11 +1,17 @@
-"""Celery tasks of the GPU queue. Each receives a job id and does only what is still missing."""
+"""Celery tasks. Each receives ids (or nothing) and does only what is still missing."""
 
 from __future__ import annotations
 
 from avatarapp.celery import app
+from worker.reaper import reap_stale_jobs as reap
 from worker.run_job import run_job
 
 
 @app.task(name="worker.tasks.generate_job", ignore_result=True)
 def generate_job(job_id: str) -> str:
     return run_job(job_id)
+
+
+@app.task(name="worker.tasks.reap_stale_jobs", ignore_result=True)
+def reap_stale_jobs() -> dict:
+    return reap()

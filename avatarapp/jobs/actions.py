@@ -49,6 +49,7 @@ def quota_used(user: User) -> int:
 
 def enqueue(job: Job) -> None:
     app.send_task(GENERATE_TASK, args=[str(job.id)])
+    Job.objects.filter(id=job.id).update(enqueued_at=timezone.now())
 
 
 def do_create_job(user: User, photo: Photo, pack: StylePack, count: int, seed: int | None) -> Job:

@@ -14,9 +14,14 @@ def web_command(port: int, workers: int = 2) -> list[str]:
     ]
 
 
-def worker_command(concurrency: int = 1, hostname: str = "gpu@%h") -> list[str]:
-    return [
-        sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--queues", "gpu",
+def worker_command(concurrency: int = 1, hostname: str = "gpu@%h", beat: bool = True) -> list[str]:
+    """A GPU worker; with `beat`, it also runs the periodic reaper (one such worker per deployment)."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "worker.app", "worker",
+        "--queues", "gpu,maintenance" if beat else "gpu",
         "--concurrency", str(concurrency), "--hostname", hostname, "--loglevel", os.getenv("LOG_LEVEL", "INFO"),
         "--without-gossip", "--without-mingle",
     ]
+    if beat:
+        command.append("--beat")  # its schedule file is CELERY_BEAT_SCHEDULE_FILENAME (AVATAR_BEAT_SCHEDULE)
+    return command

@@ -1,0 +1,171 @@
+"""Shared pieces of the browser tests: Debian's chromium through Playwright, dressed as a phone.
+
+Import the fixtures into a test module (``from tests.browser import browser, phone, site  # noqa: F401``).
+``phone(locale)`` opens a fresh Pixel 7-class context against pytest-django's live
+server, records every request its pages (and service worker) make, and at the end
+checks that none left for another host: the site must not call third parties.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+# Playwright's sync API keeps an asyncio loop running in the test thread, which
+# makes Django refuse ORM calls there (fixtures' setup and teardown included).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-gpu"]
+# A Pixel 7-class Android phone running Chrome.
+PHONE = {
+    "viewport": {"width": 412, "height": 915},
+    "screen": {"width": 412, "height": 915},
+    "device_scale_factor": 2.625,
+    "is_mobile": True,
+    "has_touch": True,
+    "user_agent": ("Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 "
+                   "(KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36"),
+}
+SMALL_PHONE = {"width": 360, "height": 640}
+MIN_TARGET = 48  # px, the smallest comfortable touch target
+# Addresses a page makes up itself and that never reach a network.
+LOCAL_SCHEMES = ("data", "blob", "about", "chrome", "chrome-extension")
+
+# What counts as a touch target: buttons, links, selects, submit inputs, and
+# anything styled as a button (the file picker's label) or opening a disclosure.
+TOUCH_TARGETS_JS = """(minimum) => {
+  const selector = "button, a[href], select, input[type=submit], .button, summary";
+  const out = [];
+  for (const el of document.querySelectorAll(selector)) {
+    const r = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    if (r.width === 0 || r.height === 0 || style.visibility === "hidden") continue;
+    if (el.closest("details:not([open])") && el.tagName !== "SUMMARY") continue;
+    // Off-canvas until focused (the skip link): not something a finger can reach.
+    if (r.right <= 0 || r.left >= document.documentElement.scrollWidth) continue;
+    if (r.height < minimum) {
+      const label = (el.innerText || el.value || el.getAttribute("aria-label") || el.outerHTML).trim();
+      out.push(`<${el.tagName.toLowerCase()}> "${label.slice(0, 40)}" is ${r.width.toFixed(0)}x${r.height.toFixed(1)} px`);
+    }
+  }
+  return out;
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One chromium per test module (each module imports this fixture, so a session-wide
+    one would be started once per module anyway, and two Playwrights cannot share a thread)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (Debian's chromium, no browser download)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def site(live_server, transactional_db, packs, settings):
+    """The live server's base URL, with the demo packs registered.
+
+    Static files are served straight from static/ under their plain names: the
+    live server's static handler does not know the hashed names of the
+    production manifest, and this way the tests always see the current CSS/JS.
+    """
+    settings.STORAGES = {**settings.STORAGES,
+                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.SITE_URL = live_server.url
+    return live_server.url
+
+
+class Phone:
+    """One browser context (a fresh phone: no cookies, no cache) and its request log."""
+
+    def __init__(self, browser, base_url: str, locale: str, **options):
+        self.base_url = base_url
+        self.context = browser.new_context(**{**PHONE, "locale": locale, "base_url": base_url, **options})
+        self.context.set_default_timeout(15_000)
+        self.requests: list[str] = []
+        self.context.on("request", lambda request: self.requests.append(request.url))
+        self.page = self.context.new_page()
+
+    def third_party_requests(self) -> list[str]:
+        own = urlsplit(self.base_url).netloc
+        return [url for url in self.requests
+                if urlsplit(url).scheme not in LOCAL_SCHEMES and urlsplit(url).netloc != own]
+
+    def assert_only_own_requests(self) -> None:
+        assert self.requests, "no request was recorded at all"
+        offenders = self.third_party_requests()
+        assert not offenders, "requests to other hosts:\n" + "\n".join(offenders)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def phone(browser, site):
+    """``phone("hi-IN")`` opens a fresh phone context reading in that locale."""
+    opened: list[Phone] = []
+
+    def open_phone(locale: str = "en-IN", **options) -> Phone:
+        opened.append(Phone(browser, site, locale, **options))
+        return opened[-1]
+
+    yield open_phone
+    try:
+        for each in opened:
+            each.assert_only_own_requests()
+    finally:
+        for each in opened:
+            each.close()
+
+
+def screenshot(page, lang: str, step: str) -> Path:
+    """test-artifacts/screenshots/<lang>-<step>.png, one CSS pixel per pixel (412 px wide)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{lang}-{step}.png"
+    page.screenshot(path=str(path), scale="css", animations="disabled", caret="hide")
+    return path
+
+
+def page_language(page) -> tuple[str | None, str | None]:
+    html = page.locator("html")
+    return html.get_attribute("lang"), html.get_attribute("dir")
+
+
+def small_touch_targets(page) -> list[str]:
+    return page.evaluate(TOUCH_TARGETS_JS, MIN_TARGET)
+
+
+def horizontal_overflow(page) -> int | None:
+    """Pixels the page scrolls sideways on a 360x640 phone (None when it does not)."""
+    size = page.viewport_size
+    page.set_viewport_size(SMALL_PHONE)
+    try:
+        page.wait_for_function("() => document.documentElement.clientWidth === 360")
+        scroll, client = page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        return scroll - client if scroll > client else None
+    finally:
+        page.set_viewport_size(size)
+
+
+def check_page_fits_a_phone(page, problems: list[str]) -> None:
+    """Touch targets of 48 px or more and no sideways scroll at 360 px; adds what fails to problems."""
+    where = urlsplit(page.url).path
+    problems.extend(f"{where}: {offender} (under {MIN_TARGET} px)" for offender in small_touch_targets(page))
+    overflow = horizontal_overflow(page)
+    if overflow:
+        problems.append(f"{where}: scrolls sideways by {overflow} px at 360x640")

@@ -1,0 +1,319 @@
+"""What each page costs a phone on its first visit, and its Lighthouse mobile scores.
+
+    .venv/bin/python tests/measure_pages.py                       # starts the app as `make run` does
+    .venv/bin/python tests/measure_pages.py --base-url http://127.0.0.1:8000 --lang en
+
+Without --base-url it runs `manage.py serve` (web server and worker) on a free port,
+with its database, broker and files in a temporary folder (the demo model and packs
+in var/ are reused), so nothing of yours in var/ is touched. A phone goes through
+the flow once to get a session, a picture and a share link; then every page is
+opened in a fresh phone context (empty cache, first visit) and the bytes the browser
+itself reports as transferred are summed, user images excepted. Then, if Lighthouse
+is installed (`npm install --no-save lighthouse@12` puts it in node_modules/, or pass
+--install-lighthouse), it scores landing, upload and result pages on its default
+mobile settings. The table is printed and written to var/page-metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, FIXTURES, PHONE  # noqa: E402
+
+BUDGET_KB = 60
+LIGHTHOUSE_BUDGET = 95
+LIGHTHOUSE_PAGES = ("landing", "upload", "result")
+# The user's own pictures: not part of the page budget.
+USER_IMAGE = re.compile(r"^/api/v1/.+/(image|thumbnail)$|^/s/[^/]+/(image|card\.jpg)$")
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen | None, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise SystemExit(f"the app exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(base_url + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{base_url} did not become ready in {timeout:.0f} s")
+
+
+@contextmanager
+def running_app(log_path: Path):
+    """`make run` in a scratch var/ folder: migrate, prepare the demo packs, collect static, serve."""
+    scratch = Path(tempfile.mkdtemp(prefix="chhavi-measure-"))
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, AVATAR_VAR_DIR=str(scratch), PORT=str(port), SITE_URL=base_url,
+               AVATAR_BASE_MODEL=os.getenv("AVATAR_BASE_MODEL", str(ROOT / "var" / "models" / "demo")),
+               AVATAR_PACKS_DIR=os.getenv("AVATAR_PACKS_DIR", str(ROOT / "var" / "packs")))
+    if not (Path(env["AVATAR_BASE_MODEL"]) / "model_index.json").exists():
+        raise SystemExit("the demo model is missing: run `make prepare` first")
+    for command in (["migrate", "--noinput", "-v0"], ["prepare_demo"], ["collectstatic", "--noinput", "-v0"]):
+        subprocess.run([PYTHON, "manage.py", *command], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    log = log_path.open("w")
+    process = subprocess.Popen([PYTHON, "manage.py", "serve"], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_ready(base_url, process)
+        yield base_url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # `serve` stops its web server and worker
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class Visit:
+    """One first visit in a fresh context: every request the browser makes and its transferred bytes."""
+
+    def __init__(self, browser, base_url: str, locale: str, cookies: list[dict]):
+        self.base_url = base_url
+        self.context = browser.new_context(**PHONE, locale=locale, base_url=base_url)
+        self.context.set_default_timeout(30_000)
+        if cookies:
+            self.context.add_cookies(cookies)
+        self.requests: list[dict] = []
+        self.context.on("requestfinished", self.finished)
+        self.context.on("requestfailed", lambda r: self.requests.append({"url": r.url, "bytes": 0, "failed": True}))
+        self.page = self.context.new_page()
+
+    def finished(self, request) -> None:
+        # Chromium's encodedDataLength, split into headers and body. An answer from the
+        # HTTP cache comes out as body = -headers, that is 0 bytes on the wire.
+        sizes = request.sizes()
+        body = sizes["responseBodySize"]
+        response = request.response()
+        if body == 0 and response is not None:
+            # Chromium reports no body for the service worker's own script: take its Content-Length.
+            body = int(response.headers.get("content-length") or 0)
+        self.requests.append({
+            "url": request.url,
+            "bytes": max(0, sizes["responseHeadersSize"] + body),
+            "service_worker": request.service_worker is not None,
+        })
+
+    def open(self, path: str) -> dict:
+        self.page.goto(path, wait_until="load")
+        # The service worker installs after `load` and caches the shell: part of a first visit too.
+        self.page.wait_for_function("() => !('serviceWorker' in navigator) || navigator.serviceWorker.ready.then(() => true)")
+        self.page.wait_for_load_state("networkidle")
+        own = urlsplit(self.base_url).netloc
+        counted = [r for r in self.requests if urlsplit(r["url"]).scheme in ("http", "https")
+                   and not USER_IMAGE.match(urlsplit(r["url"]).path)]
+        third_party = sorted({r["url"] for r in self.requests
+                              if urlsplit(r["url"]).scheme in ("http", "https") and urlsplit(r["url"]).netloc != own})
+        self.context.close()
+        return {
+            "path": path,
+            "requests": len(counted),
+            "bytes": sum(r["bytes"] for r in counted),
+            "user_image_bytes": sum(r["bytes"] for r in self.requests if USER_IMAGE.match(urlsplit(r["url"]).path)),
+            "third_party": third_party,
+            "resources": sorted(({"path": urlsplit(r["url"]).path, "bytes": r["bytes"],
+                                  "service_worker": r.get("service_worker", False)} for r in counted),
+                                key=lambda r: -r["bytes"]),
+        }
+
+
+def make_a_picture(browser, base_url: str, locale: str) -> tuple[dict[str, str], list[dict]]:
+    """Go through the flow once, as a phone would; returns each page's path and the session cookies."""
+    context = browser.new_context(**PHONE, locale=locale, base_url=base_url)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    paths = {"landing": "/", "consent": "/consent"}
+    page.goto("/consent?next=/upload")
+    page.locator("input[name=adult]").check()
+    page.locator("input[name=agree]").check()
+    page.locator("main button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/upload$"))
+    paths["upload"] = "/upload"
+    page.locator("#image").set_input_files(FIXTURES / "portrait.jpg")
+    page.locator("#upload-form button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/style$"))
+    paths["style"] = urlsplit(page.url).path
+    page.locator("input[name=pack][value=avatar]").check()
+    page.locator("main button[type=submit]").click()
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]+$"))
+    paths["progress"] = urlsplit(page.url).path
+    page.locator("#job-results img").first.wait_for(timeout=180_000)  # a cold worker loads its model first
+    page.locator("#job-results a").first.click()
+    page.wait_for_url(re.compile(r"/results/[0-9a-f-]+$"))
+    paths["result"] = urlsplit(page.url).path
+    page.locator("form[action$='/share'] button").click()
+    page.locator("#share-link").wait_for()
+    paths["gallery"] = "/gallery"
+    paths["share"] = urlsplit(page.locator("#share-link").input_value()).path
+    cookies = context.cookies()
+    context.close()
+    order = ["landing", "consent", "upload", "style", "progress", "gallery", "result", "share"]
+    return {name: paths[name] for name in order}, cookies
+
+
+def measure_bytes(base_url: str, locale: str) -> tuple[list[dict], dict[str, str], list[dict]]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            paths, cookies = make_a_picture(browser, base_url, locale)
+            # Landing, consent and share page are first met without a session.
+            anonymous = {"landing", "consent", "share"}
+            rows = []
+            for name, path in paths.items():
+                visit = Visit(browser, base_url, locale, [] if name in anonymous else cookies)
+                rows.append({"page": name, **visit.open(path)})
+        finally:
+            browser.close()
+    return rows, paths, cookies
+
+
+def lighthouse_command(install: bool) -> list[str] | None:
+    local = ROOT / "node_modules" / ".bin" / "lighthouse"
+    if not local.exists() and install and shutil.which("npm"):
+        subprocess.run(["npm", "install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund",
+                        "lighthouse@12"], cwd=ROOT, check=True)
+    if local.exists():
+        return [str(local)]
+    if shutil.which("lighthouse"):
+        return ["lighthouse"]
+    return None
+
+
+def run_lighthouse(command: list[str], url: str, headers: dict[str, str]) -> dict:
+    """Lighthouse's defaults: mobile form factor, simulated slow 4G and 4x CPU slowdown."""
+    with tempfile.TemporaryDirectory() as out:
+        report = Path(out) / "report.json"
+        result = subprocess.run(
+            [*command, url, "--only-categories=performance,accessibility", "--output=json",
+             f"--output-path={report}", "--quiet", "--chrome-flags=--headless=new --no-sandbox",
+             f"--extra-headers={json.dumps(headers)}"],
+            env=dict(os.environ, CHROME_PATH=CHROMIUM), capture_output=True, text=True, timeout=300)
+        if result.returncode != 0 or not report.exists():
+            return {"error": (result.stderr or result.stdout).strip()[-500:]}
+        data = json.loads(report.read_text())
+    audits = data["audits"]
+    failed = sorted(name for name, audit in audits.items()
+                    if audit.get("score") is not None and audit["score"] < 0.9
+                    and audit.get("scoreDisplayMode") in ("binary", "numeric", "metricSavings"))
+    return {
+        "performance": round(data["categories"]["performance"]["score"] * 100),
+        "accessibility": round(data["categories"]["accessibility"]["score"] * 100),
+        "first_contentful_paint_ms": round(audits["first-contentful-paint"]["numericValue"]),
+        "largest_contentful_paint_ms": round(audits["largest-contentful-paint"]["numericValue"]),
+        "total_blocking_time_ms": round(audits["total-blocking-time"]["numericValue"]),
+        "cumulative_layout_shift": round(audits["cumulative-layout-shift"]["numericValue"], 3),
+        "total_byte_weight": round(audits["total-byte-weight"]["numericValue"]),
+        "audits_below_0_9": failed,
+    }
+
+
+def print_bytes(rows: list[dict]) -> None:
+    print(f"\nFirst visit, transferred bytes (user images excluded), budget {BUDGET_KB} KB")
+    print(f"{'page':<10} {'path':<48} {'requests':>8} {'KB':>7}  {'budget':<6}")
+    for row in rows:
+        kb = row["bytes"] / 1024
+        verdict = "ok" if kb <= BUDGET_KB and not row["third_party"] else "OVER" if kb > BUDGET_KB else "3RD-PARTY"
+        print(f"{row['page']:<10} {row['path'][:48]:<48} {row['requests']:>8} {kb:>7.1f}  {verdict}")
+        for url in row["third_party"]:
+            print(f"{'':<10} third-party request: {url}")
+
+
+def print_lighthouse(scores: dict[str, dict]) -> None:
+    print(f"\nLighthouse mobile (simulated throttling), budget {LIGHTHOUSE_BUDGET}")
+    print(f"{'page':<10} {'performance':>11} {'accessibility':>13} {'FCP ms':>7} {'LCP ms':>7} {'TBT ms':>7} {'CLS':>6}")
+    for name, s in scores.items():
+        if "error" in s:
+            print(f"{name:<10} failed: {s['error']}")
+            continue
+        print(f"{name:<10} {s['performance']:>11} {s['accessibility']:>13} {s['first_contentful_paint_ms']:>7} "
+              f"{s['largest_contentful_paint_ms']:>7} {s['total_blocking_time_ms']:>7} {s['cumulative_layout_shift']:>6}")
+        if s["audits_below_0_9"]:
+            print(f"{'':<10} audits below 0.9: {', '.join(s['audits_below_0_9'])}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-url", help="measure a running site instead of starting one")
+    parser.add_argument("--lang", default="hi", help="the reader's language (default hi)")
+    parser.add_argument("--no-lighthouse", action="store_true", help="only count bytes")
+    parser.add_argument("--install-lighthouse", action="store_true",
+                        help="npm install lighthouse@12 into node_modules/ when it is missing")
+    parser.add_argument("--output", default=str(ROOT / "var" / "page-metrics.json"))
+    args = parser.parse_args()
+    locale = f"{args.lang}-IN"
+
+    with (nullcontext(args.base_url.rstrip("/")) if args.base_url
+          else running_app(ROOT / "var" / "measure-serve.log")) as base_url:
+        wait_until_ready(base_url, None)
+        rows, paths, cookies = measure_bytes(base_url, locale)
+        print_bytes(rows)
+        scores: dict[str, dict] = {}
+        command = None if args.no_lighthouse else lighthouse_command(args.install_lighthouse)
+        if command:
+            own = urlsplit(base_url).hostname
+            cookie = "; ".join(f"{c['name']}={c['value']}" for c in cookies if c["domain"].lstrip(".") == own)
+            for name in LIGHTHOUSE_PAGES:
+                headers = {"Accept-Language": f"{locale},{args.lang};q=0.9"}
+                if name != "landing":
+                    headers["Cookie"] = cookie
+                scores[name] = run_lighthouse(command, urljoin(base_url, paths[name]), headers)
+            print_lighthouse(scores)
+        elif not args.no_lighthouse:
+            print("\nLighthouse is not installed: `npm install --no-save lighthouse@12` (or pass --install-lighthouse).")
+
+    over = [r["page"] for r in rows if r["bytes"] > BUDGET_KB * 1024 or r["third_party"]]
+    low = [n for n, s in scores.items() if "error" in s or min(s["performance"], s["accessibility"]) < LIGHTHOUSE_BUDGET]
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps({
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "base_url": base_url,
+        "language": args.lang,
+        "phone": {k: PHONE[k] for k in ("viewport", "device_scale_factor", "user_agent")},
+        "budget_kb": BUDGET_KB,
+        "pages": rows,
+        "lighthouse_budget": LIGHTHOUSE_BUDGET,
+        "lighthouse": scores,
+        "over_budget": over + low,
+    }, indent=2, ensure_ascii=False))
+    print(f"\nWritten to {args.output}")
+    if over or low:
+        print(f"Over budget: {', '.join(over + low)}")
+    return 1 if over or low else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
