@@ -10,6 +10,9 @@ from avatarapp.api.errors import not_found
 
 def serve_private_file(key: str, content_type: str) -> FileResponse:
     try:
+        # S3 opens lazily and would fail mid-response; ask first so a gone file is a clean 404.
+        if not default_storage.exists(key):
+            raise not_found()
         handle = default_storage.open(key, "rb")
     except (FileNotFoundError, OSError):
         raise not_found() from None

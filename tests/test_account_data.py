@@ -1,0 +1,70 @@
+"""A person can take their data out, and erase it all."""
+
+import io
+import json
+import zipfile
+
+import pytest
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from avatarapp.accounts.models import User
+from avatarapp.jobs.models import Job, Output
+from avatarapp.photos.models import Photo
+from avatarapp.sharing.models import Share
+from tests.helpers import new_guest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def guest_with_everything(packs):
+    from worker.outputs import store_output
+
+    api = new_guest()
+    photo = api.upload_fixture().json()
+    job = Job.objects.select_related("user", "pack").get(
+        id=api.post("/jobs", {"photo": photo["id"], "pack": "avatar"}).json()["id"])
+    output = store_output(job, 0, Image.new("RGB", (512, 512), (10, 120, 90)))
+    token = api.post(f"/outputs/{output.id}/shares").json()["token"]
+    api.client.get(f"/s/{token}/card.jpg")  # renders the card file too
+    return api, photo, job, output, token
+
+
+def test_the_export_holds_the_summary_photos_and_pictures(guest_with_everything):
+    api, photo, job, output, _ = guest_with_everything
+    response = api.get("/me/export")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    summary = json.loads(archive.read("chhavi.json"))
+    assert summary["photos"][0]["id"] == photo["id"]
+    assert summary["jobs"][0]["outputs"][0]["id"] == str(output.id)
+    assert Image.open(io.BytesIO(archive.read(f"photos/{photo['id']}.jpg"))).size == (512, 512)
+    assert Image.open(io.BytesIO(archive.read(f"outputs/{output.id}.webp"))).format == "WEBP"
+
+
+def test_erasing_the_account_removes_every_row_and_file(guest_with_everything):
+    api, photo, job, output, token = guest_with_everything
+    user_id = api.get("/me").json()["id"]
+    keys = [Photo.objects.get(id=photo["id"]).storage_key, output.storage_key, output.thumbnail_key,
+            f"users/{user_id}/cards/{output.id}.jpg"]
+    assert all(default_storage.exists(k) for k in keys)
+
+    assert api.delete("/me").status_code == 204
+
+    assert not User.objects.filter(id=user_id).exists()
+    assert not Photo.objects.exists() and not Job.objects.exists() and not Output.objects.exists()
+    assert not Share.objects.exists()
+    assert not any(default_storage.exists(k) for k in keys)
+    assert api.get("/me").status_code == 401
+    assert api.client.get(f"/s/{token}").status_code == 404
+
+
+def test_deleting_one_picture_removes_its_files_and_links(guest_with_everything):
+    api, _, _, output, token = guest_with_everything
+    assert api.delete(f"/outputs/{output.id}").status_code == 204
+    assert not default_storage.exists(output.storage_key)
+    assert not default_storage.exists(output.thumbnail_key)
+    assert api.client.get(f"/s/{token}").status_code == 404
+    assert api.delete(f"/outputs/{output.id}").status_code == 404
