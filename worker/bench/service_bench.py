@@ -1,0 +1,516 @@
+"""Service benchmarks: queue pickup, GET /api/v1/jobs/{id} under load, web process memory.
+
+Everything runs against processes started here and stopped at the end: a real
+Celery worker (``worker_command``), gunicorn (``web_command``), ``wrk`` as the
+load generator on 127.0.0.1. The bench never touches what ``make run`` uses:
+
+* PostgreSQL database ``chhavi_bench`` (created, migrated, dropped at the end),
+* Redis database 8 (flushed at the start and at the end, and only that one),
+* media, broker folders, beat schedule and the embedded SQLite file under
+  ``var/bench-tmp/`` (removed at the end).
+
+Rows are created by child processes of this module (``python -m
+worker.bench.service_bench --pickup N`` and friends) started with the same
+environment as the worker, so they talk to the same database and broker; the
+parent process never opens the bench databases itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTRAIT = ROOT / "tests" / "fixtures" / "portrait.jpg"
+
+PG_DSN = os.getenv("AVATAR_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+PG_DB = "chhavi_bench"
+REDIS_BENCH_URL = os.getenv("AVATAR_BENCH_REDIS", "redis://127.0.0.1:6379/8")
+
+# Settings the bench decides itself; everything else is taken from the caller's environment.
+OWN_ENV = ("DATABASE_URL", "REDIS_URL", "AVATAR_MEDIA_ROOT", "AVATAR_BROKER_DIR", "AVATAR_BEAT_SCHEDULE",
+           "AWS_STORAGE_BUCKET_NAME", "DEBUG")
+
+PICKUP_BUDGET_MS = {"redis": 50.0, "embedded": 100.0}
+API_RPS_BUDGET = 500.0
+API_P95_BUDGET_MS = 50.0
+WEB_RSS_BUDGET_MB = 150.0
+
+# Gunicorn on 2 cores: one process per core, threads to overlap the database round trips.
+WEB_WORKERS = int(os.getenv("AVATAR_BENCH_WEB_WORKERS", "2"))
+WRK_THREADS, WRK_CONNECTIONS = 2, 32
+
+
+# --- Parent side: processes, databases, figures --------------------------------
+
+def bench_env(tmp: Path, *, database_url: str, redis_url: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in OWN_ENV}
+    env.update(
+        DJANGO_SETTINGS_MODULE="avatarapp.settings",
+        DATABASE_URL=database_url,
+        AVATAR_MEDIA_ROOT=str(tmp / "media"),
+        AVATAR_BROKER_DIR=str(tmp / "broker"),
+        AVATAR_BEAT_SCHEDULE=str(tmp / "celerybeat-schedule"),
+        # The bench makes a few guests and uploads from 127.0.0.1; limits are not what it measures.
+        AVATAR_RATE_GUESTS_PER_HOUR="100000",
+        AVATAR_RATE_UPLOADS_PER_HOUR="100000",
+        AVATAR_GUEST_DAILY_QUOTA="100000",
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def run_checked(command: list[str], env: dict | None = None, timeout: float = 300) -> str:
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def psql(sql: str) -> None:
+    run_checked(["psql", f"{PG_DSN}/postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+
+
+def drop_pg_database() -> None:
+    psql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_BENCH_URL).flushdb()
+
+
+def migrate(env: dict) -> None:
+    run_checked([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Managed:
+    """A child process in its own session, logging to a file; stop() ends its whole group."""
+
+    def __init__(self, command: list[str], env: dict, log_path: Path):
+        self.log_path = log_path
+        self.log = log_path.open("w")
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def wait_for(self, ready: Callable[[], bool], what: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{what} exited ({self.process.returncode}):\n{self.tail()}")
+            if ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{what} not ready after {timeout:.0f} s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+@contextmanager
+def celery_worker(env: dict, log_path: Path) -> Iterator[Managed]:
+    from avatarapp.ops.processes import worker_command
+
+    worker = Managed(worker_command(concurrency=1, hostname=f"bench-{os.getpid()}@%h", beat=False), env, log_path)
+    try:
+        worker.wait_for(lambda: " ready." in log_path.read_text(errors="replace"), "celery worker")
+        yield worker
+    finally:
+        worker.stop()
+
+
+@contextmanager
+def gunicorn(env: dict, log_path: Path, port: int) -> Iterator[Managed]:
+    import requests
+
+    from avatarapp.ops.processes import web_command
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    web = Managed(web_command(port, workers=WEB_WORKERS), env, log_path)
+    try:
+        web.wait_for(answers, "gunicorn", timeout=60)
+        yield web
+    finally:
+        web.stop()
+
+
+def child_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "worker.bench.service_bench", *args]
+
+
+def run_child(args: list[str], env: dict, log_path: Path, on_line: Callable[[str], None] | None = None,
+              timeout: float = 600) -> dict:
+    """Run a child entry of this module; it prints progress lines and one final `RESULT {json}` line."""
+    result = None
+    with log_path.open("w") as log:
+        child = subprocess.Popen(child_command(*args), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log,
+                                 text=True, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        try:
+            for line in child.stdout:
+                if line.startswith("RESULT "):
+                    result = json.loads(line[7:])
+                elif on_line:
+                    on_line(line.rstrip("\n"))
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{args[0]} took longer than {timeout:.0f} s")
+            child.wait(timeout=30)
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+    if child.returncode != 0 or result is None:
+        raise RuntimeError(f"{' '.join(args)} failed ({child.returncode}):\n{log_path.read_text()[-3000:]}")
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile, q in 0..100."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def measure_pickup(name: str, env: dict, tmp: Path, jobs: int, progress) -> list:
+    from worker.bench.figures import Figure
+
+    task = progress.add_task(f"pickup, {name}: starting worker", total=jobs)
+    with celery_worker(env, tmp / f"worker-{name}.log"):
+        progress.update(task, description=f"pickup, {name}")
+
+        def on_line(line: str) -> None:
+            if line.startswith("JOB "):
+                progress.advance(task)
+
+        result = run_child(["--pickup", str(jobs)], env, tmp / f"pickup-{name}.log", on_line)
+    latencies = result["latencies_ms"]
+    p50, p95 = statistics.median(latencies), percentile(latencies, 95)
+    budget = PICKUP_BUDGET_MS[name]
+    label = "Redis + PostgreSQL" if name == "redis" else "embedded broker + SQLite"
+    return [
+        Figure(f"queue pickup p50, {label}", p50, "ms", f"<= {budget:.0f} ms", p50 <= budget),
+        Figure(f"queue pickup p95, {label} ({len(latencies)} jobs)", p95, "ms", "", None),
+    ]
+
+
+WRK_SCRIPT = """
+wrk.method = "GET"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH requests=%%d duration_us=%%d p50_us=%%d p95_us=%%d p99_us=%%d max_us=%%d\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max))
+  io.write(string.format("BENCH_ERRORS connect=%%d read=%%d write=%%d status=%%d timeout=%%d\\n",
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def run_wrk(url: str, token: str, seconds: int, tmp: Path) -> dict:
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+    script = tmp / "job.lua"
+    script.write_text(WRK_SCRIPT % {"token": token})
+    out = run_checked(["wrk", "--latency", "-t", str(WRK_THREADS), "-c", str(WRK_CONNECTIONS), "-d", f"{seconds}s",
+                       "--timeout", "5s", "-s", str(script), url], timeout=seconds + 60)
+    stats = dict(re.findall(r"(\w+)=(\d+)", "\n".join(l for l in out.splitlines() if l.startswith("BENCH"))))
+    if "requests" not in stats:
+        raise RuntimeError(f"could not read wrk's output:\n{out}")
+    stats = {k: int(v) for k, v in stats.items()}
+    stats["rps"] = stats["requests"] / (stats["duration_us"] / 1e6)
+    stats["errors"] = sum(stats[k] for k in ("connect", "read", "write", "status", "timeout"))
+    stats["raw"] = out
+    return stats
+
+
+def worker_processes(master_pid: int):
+    import psutil
+
+    return psutil.Process(master_pid).children()
+
+
+def torch_mapped(process) -> bool:
+    """Whether torch's shared libraries are mapped into a process (they are once torch is imported)."""
+    try:
+        return any("torch" in Path(m.path).parts or "libtorch" in m.path for m in process.memory_maps())
+    except Exception:  # noqa: BLE001 - psutil.AccessDenied, NoSuchProcess, ...
+        return False
+
+
+def exercise_web(base: str, setup: dict) -> None:
+    """Pages and API calls a visitor makes, so the worker has loaded what serving them needs."""
+    import requests
+
+    auth = {"Authorization": f"Bearer {setup['token']}"}
+    for path in ("/", "/consent", "/upload", "/gallery", "/offline", "/sw.js", "/manifest.webmanifest",
+                 "/healthz", "/readyz", f"/s/{setup['share']}", f"/s/{setup['share']}/card.jpg",
+                 f"/s/{setup['share']}/image", "/packs/avatar/preview", "/api/v1/packs", "/api/v1/consent",
+                 "/api/v1/openapi.json"):
+        requests.get(base + path, timeout=30)
+    for path in ("/api/v1/me", "/api/v1/jobs", f"/api/v1/jobs/{setup['job']}", "/api/v1/outputs",
+                 f"/api/v1/outputs/{setup['output']}/image", f"/api/v1/outputs/{setup['output']}/thumbnail",
+                 f"/api/v1/photos/{setup['photo']}", f"/api/v1/photos/{setup['photo']}/image"):
+        requests.get(base + path, headers=auth, timeout=30)
+
+
+def run(short: bool) -> list:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from worker.bench.figures import Figure
+
+    jobs = 10 if short else 30
+    seconds = 5 if short else 10
+    tmp_root = ROOT / "var" / "bench-tmp"
+    tmp = tmp_root / f"run-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    figures: list[Figure] = []
+    pg_env = bench_env(tmp / "pg", database_url=f"{PG_DSN}/{PG_DB}", redis_url=REDIS_BENCH_URL)
+    sqlite_env = bench_env(tmp / "embedded", database_url=f"sqlite:///{tmp / 'embedded' / 'bench.sqlite3'}",
+                           redis_url=None)
+    for sub in ("pg", "embedded"):
+        (tmp / sub / "media").mkdir(parents=True)
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with ExitStack() as cleanup, Progress(*columns, transient=False) as progress:
+        cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
+        cleanup.callback(lambda: tmp_root.rmdir() if tmp_root.exists() and not any(tmp_root.iterdir()) else None)
+
+        # --- databases ---------------------------------------------------------
+        step = progress.add_task("databases: create and migrate", total=2)
+        drop_pg_database()
+        flush_redis()
+        cleanup.callback(flush_redis)
+        psql(f"CREATE DATABASE {PG_DB}")
+        cleanup.callback(drop_pg_database)
+        migrate(pg_env)
+        progress.advance(step)
+        migrate(sqlite_env)
+        progress.advance(step)
+
+        # --- 1. queue pickup ------------------------------------------------------
+        figures += measure_pickup("redis", pg_env, tmp / "pg", jobs, progress)
+        figures += measure_pickup("embedded", sqlite_env, tmp / "embedded", jobs, progress)
+
+        # --- 2. GET /api/v1/jobs/{id} ------------------------------------------------
+        step = progress.add_task("API: start gunicorn, make a finished job", total=3)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        web = cleanup.enter_context(gunicorn(pg_env, tmp / "gunicorn.log", port))
+        with celery_worker(pg_env, tmp / "pg" / "worker-api.log"):
+            setup = run_child(["--api-setup", base], pg_env, tmp / "api-setup.log")
+        progress.advance(step)
+        exercise_web(base, setup)  # warm both gunicorn workers' imports and connections before the load
+        progress.advance(step)
+        url = f"{base}/api/v1/jobs/{setup['job']}"
+        load = progress.add_task(f"API: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} {seconds} s", total=None)
+        stats = run_wrk(url, setup["token"], seconds, tmp)
+        progress.update(load, total=1, completed=1)
+        progress.advance(step)
+        p95_ms = stats["p95_us"] / 1000
+        ok_load = stats["errors"] == 0
+        figures += [
+            Figure(f"GET /api/v1/jobs/{{id}} throughput ({WEB_WORKERS} gunicorn workers, wrk -c{WRK_CONNECTIONS})",
+                   stats["rps"], "req/s", f">= {API_RPS_BUDGET:.0f} req/s", ok_load and stats["rps"] >= API_RPS_BUDGET),
+            Figure("GET /api/v1/jobs/{id} latency p95", p95_ms, "ms", f"<= {API_P95_BUDGET_MS:.0f} ms",
+                   ok_load and p95_ms <= API_P95_BUDGET_MS),
+            Figure("GET /api/v1/jobs/{id} latency p50", stats["p50_us"] / 1000, "ms", "", None),
+            Figure("GET /api/v1/jobs/{id} errors or non-2xx", stats["errors"], "responses", "0", stats["errors"] == 0),
+        ]
+
+        # --- 3. web process memory ----------------------------------------------------
+        step = progress.add_task("web memory", total=2)
+        exercise_web(base, setup)  # after the load, every page and API call once more
+        workers = worker_processes(web.process.pid)
+        rss_mb = max(p.memory_info().rss for p in workers) / 2**20
+        torch_in_gunicorn = any(torch_mapped(p) for p in workers)
+        progress.advance(step)
+        probe = run_child(["--memory-probe", setup["token"], setup["job"]], pg_env, tmp / "memory-probe.log")
+        progress.advance(step)
+        torch_found = bool(probe["torch"]) or torch_in_gunicorn
+        figures += [
+            Figure(f"web process RSS (largest of {len(workers)} gunicorn workers, after the load)", rss_mb, "MB",
+                   f"<= {WEB_RSS_BUDGET_MB:.0f} MB", rss_mb <= WEB_RSS_BUDGET_MB),
+            Figure("web process RSS (wsgi app in one process, pages + API)", probe["rss_mb"], "MB",
+                   f"<= {WEB_RSS_BUDGET_MB:.0f} MB", probe["rss_mb"] <= WEB_RSS_BUDGET_MB),
+            Figure("torch modules in web process", int(torch_found), "", "0", not torch_found),
+        ]
+    return figures
+
+
+# --- Child side: run inside the bench environment (its own DATABASE_URL, broker) ------------
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def setup_child() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarapp.settings")
+    import django
+
+    django.setup()
+
+
+def bench_user_photo_pack():
+    from avatarapp.accounts.models import User
+    from avatarapp.packs.models import StylePack
+    from avatarapp.packs.registry import sync_packs
+    from avatarapp.photos.actions import do_upload_photo
+
+    registered, problems = sync_packs()
+    if not registered:
+        raise SystemExit(f"no style packs registered (run `make prepare`): {problems}")
+    user = User.objects.create_guest()
+    photo = do_upload_photo(user, PORTRAIT.read_bytes())
+    pack = StylePack.objects.filter(enabled=True).order_by("position").first()
+    return user, photo, pack
+
+
+def child_pickup(jobs: int) -> None:
+    """Enqueue jobs one at a time; for each, started_at minus the moment it was sent."""
+    from django.utils import timezone
+
+    from avatarapp.jobs.actions import enqueue
+    from avatarapp.jobs.models import Job
+
+    user, photo, pack = bench_user_photo_pack()
+
+    def one(seed: int, timeout: float = 120) -> Job:
+        job = Job.objects.create(user=user, photo=photo, pack=pack, count=1, seed=seed)
+        sent = timezone.now()
+        enqueue(job)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job.refresh_from_db(fields=["status", "started_at", "finished_at", "error_code"])
+            if job.is_finished:
+                if job.started_at is None:
+                    raise SystemExit(f"job {job.id} finished without starting: {job.status} {job.error_code}")
+                job.sent_at = sent
+                return job
+            time.sleep(0.05)
+        raise SystemExit(f"job {job.id} not finished after {timeout} s (status {job.status})")
+
+    one(0, timeout=300)  # warm-up: the first job loads the model in the worker's pool process
+    time.sleep(0.3)
+    latencies = []
+    for i in range(jobs):
+        job = one(i + 1)
+        latencies.append((job.started_at - job.sent_at).total_seconds() * 1000)
+        say(f"JOB {i + 1} {latencies[-1]:.1f} ms {job.status}")
+        time.sleep(0.3)  # a quiet system: the worker is back waiting on the broker
+    say("RESULT " + json.dumps({"latencies_ms": latencies}))
+
+
+def child_api_setup(base: str) -> None:
+    """A guest, a photo, one real finished job with one output and a share, made through the API."""
+    import requests
+
+    s = requests.Session()
+    r = s.post(f"{base}/api/v1/auth/guest")
+    r.raise_for_status()
+    token = r.json()["token"]
+    s.headers["Authorization"] = f"Bearer {token}"
+    version = s.get(f"{base}/api/v1/consent").json()["version"]
+    s.post(f"{base}/api/v1/me/consent", json={"version": version, "adult": True}).raise_for_status()
+    photo = s.post(f"{base}/api/v1/photos", files={"image": ("portrait.jpg", PORTRAIT.read_bytes())})
+    photo.raise_for_status()
+    packs = s.get(f"{base}/api/v1/packs").json()["packs"]
+    r = s.post(f"{base}/api/v1/jobs", json={"photo": photo.json()["id"], "pack": packs[0]["slug"], "count": 1,
+                                             "seed": 7})
+    r.raise_for_status()
+    job_id = r.json()["id"]
+    deadline = time.monotonic() + 300
+    while True:
+        job = s.get(f"{base}/api/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"job {job_id} did not finish: {job}")
+        time.sleep(0.2)
+    if job["status"] != "succeeded" or len(job["outputs"]) != 1:
+        raise SystemExit(f"job {job_id} did not succeed with one output: {job}")
+    output = job["outputs"][0]["id"]
+    share = s.post(f"{base}/api/v1/outputs/{output}/shares", json={})
+    share.raise_for_status()
+    say("RESULT " + json.dumps({"token": token, "job": job_id, "output": output, "photo": photo.json()["id"],
+                                "share": share.json()["token"]}))
+
+
+def child_memory_probe(token: str, job_id: str) -> None:
+    """The WSGI application in a fresh process, a few pages and API calls, then its RSS and torch."""
+    import psutil
+
+    from avatarapp.wsgi import application  # noqa: F401  (what gunicorn loads)
+    from django.test import Client
+
+    client = Client()
+    auth = {"Authorization": f"Bearer {token}"}
+    for path in ("/", "/consent", "/upload", "/gallery", "/offline", "/healthz", "/api/v1/packs",
+                 "/api/v1/openapi.json"):
+        client.get(path)
+    for path in ("/api/v1/me", "/api/v1/jobs", f"/api/v1/jobs/{job_id}", "/api/v1/outputs"):
+        client.get(path, headers=auth)
+    for _ in range(200):
+        client.get(f"/api/v1/jobs/{job_id}", headers=auth)
+    rss_mb = psutil.Process().memory_info().rss / 2**20
+    torch = any(name == "torch" or name.startswith("torch.") for name in sys.modules)
+    say("RESULT " + json.dumps({"rss_mb": rss_mb, "torch": torch}))
+
+
+def main(argv: list[str]) -> int:
+    setup_child()
+    if argv[:1] == ["--pickup"]:
+        child_pickup(int(argv[1]))
+    elif argv[:1] == ["--api-setup"]:
+        child_api_setup(argv[1])
+    elif argv[:1] == ["--memory-probe"]:
+        child_memory_probe(argv[1], argv[2])
+    else:
+        print("usage: python -m worker.bench.service_bench --pickup N | --api-setup BASE | --memory-probe TOKEN JOB",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
