@@ -12,9 +12,26 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_VAR = ROOT / "var" / "test"
+# One folder per test run, so two runs at once (a developer's and a helper's) never share
+# a database file or broker folder; folders of runs that have ended are cleared away.
+TEST_ROOT = ROOT / "var" / "test"
+TEST_VAR = TEST_ROOT / f"run-{os.getpid()}"
 
-shutil.rmtree(TEST_VAR, ignore_errors=True)
+
+def _run_is_over(folder: Path) -> bool:
+    try:
+        os.kill(int(folder.name.removeprefix("run-")), 0)
+    except (ValueError, ProcessLookupError):
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+if TEST_ROOT.is_dir():
+    for old in TEST_ROOT.iterdir():
+        if not old.is_dir() or _run_is_over(old):
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
 TEST_VAR.mkdir(parents=True, exist_ok=True)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarapp.settings")

@@ -20,19 +20,20 @@ def engine():
     engine.load()
     for slug in ("cinematic", "avatar"):
         engine.load_pack(slug, "test", Path(settings.AVATAR_PACKS_DIR) / slug,
-                         [{"file": f"{slug}.safetensors", "weight": 1.0}])
+                         [{"file": f"{slug}.safetensors", "weight": 1.0}], {"file": "speed.safetensors", "weight": 1.0})
     return engine
 
 
-def run(engine, pack, seeds, photo="portrait.jpg"):
+def run(engine, pack, seeds, photo="portrait.jpg", fast=False, on_step=None):
     from worker.engine import GenerationRequest
 
-    engine.switch_pack(pack)
+    engine.switch_pack(pack, fast=fast)
     image = Image.open(FIXTURES / photo)
     request = GenerationRequest(images=[image] * len(seeds), prompt="portrait of a person, cinematic",
-                                negative_prompt="blurry", seeds=seeds, steps=8, guidance=5.0, strength=0.6,
-                                width=512, height=512)
-    return [np.asarray(picture).astype(int) for picture in engine.generate(request)]
+                                negative_prompt="blurry", seeds=seeds, steps=7 if fast else 8,
+                                guidance=1.0 if fast else 5.0, strength=0.6, width=512, height=512,
+                                scheduler="lcm" if fast else "")
+    return [np.asarray(picture).astype(int) for picture in engine.generate(request, on_step=on_step)]
 
 
 def test_a_pack_changes_the_pixels_against_no_pack_and_the_other_pack(engine):
@@ -60,3 +61,14 @@ def test_a_batch_gives_each_seed_the_pixels_it_gets_alone(engine):
     for single, in_batch in zip(alone, batched):
         # Batched matrix products round differently in the last bits; pictures stay the same.
         assert np.abs(single - in_batch).max() <= 2
+
+
+def test_the_fast_preview_runs_four_steps_with_its_own_sampler_and_speed_lora(engine):
+    steps = []
+    [preview] = run(engine, "avatar", [5], fast=True, on_step=lambda done, total: steps.append(done) or True)
+    assert steps == [1, 2, 3, 4]
+    [preview_again] = run(engine, "avatar", [5], fast=True)
+    [full] = run(engine, "avatar", [5])
+    assert np.array_equal(preview, preview_again)
+    assert np.abs(preview - full).mean() > 2
+    assert type(engine.pipe.scheduler).__name__ == "DDIMScheduler"  # the model's own sampler is back

@@ -106,3 +106,11 @@ def test_a_cancelled_queued_job_is_never_run(worker, packs):
     assert job["status"] == "canceled"
     assert job["outputs"] == []
     assert api.post(f"/jobs/{second['id']}/cancel").status_code == 409
+
+
+def test_a_quick_preview_job_runs_the_packs_fast_mode(worker, packs):
+    api = new_guest()
+    created = make_job(api, "avatar", preview=True, seed=3)
+    job, _ = wait_for_job(api, created["id"])
+    assert job["status"] == "succeeded" and job["preview"] is True
+    assert len(job["outputs"]) == 1

@@ -109,3 +109,15 @@ def test_unknown_api_paths_and_methods_answer_in_json(api):
     response = api.client.put("/api/v1/jobs", headers=api.headers())
     assert response.status_code == 405
     assert response.json()["error"]["code"]
+
+
+def test_a_preview_needs_a_pack_with_a_fast_mode(api, photo_id):
+    from avatarapp.packs.models import StylePack
+
+    pack = StylePack.objects.get(slug="cinematic")
+    pack.manifest = {**pack.manifest, "fast": None}
+    pack.save()
+    response = api.post("/jobs", {"photo": photo_id, "pack": "cinematic", "preview": True})
+    assert response.status_code == 400
+    assert "preview" in response.json()["error"]["fields"]
+    assert api.post("/jobs", {"photo": photo_id, "pack": "avatar", "preview": True}).status_code == 202

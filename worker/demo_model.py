@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 SEED = 20261121
+DEMO_PACK_VERSION = "1.1.0"
 TEXT_DIM = 64
 MAX_TOKENS = 77
 
@@ -204,6 +205,9 @@ def write_pack(packs_dir: Path, slug: str, unet, seed: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=build_lora(unet, seed),
                                               weight_name=f"{slug}.safetensors", safe_serialization=True)
+    # A small "speed" LoRA for the 4-step preview, standing in for an LCM-LoRA.
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=build_lora(unet, seed + 100, scale=0.2),
+                                              weight_name="speed.safetensors", safe_serialization=True)
     # A small preview card: the pack's colour with a portrait silhouette.
     preview = Image.new("RGB", (160, 160), spec["colour"])
     draw = ImageDraw.Draw(preview)
@@ -215,12 +219,13 @@ def write_pack(packs_dir: Path, slug: str, unet, seed: int) -> None:
         return "".join(f'{k} = {json.dumps(v, ensure_ascii=False)}\n' for k, v in d.items())
 
     (folder / "pack.toml").write_text(
-        f'slug = "{slug}"\nversion = "1.0.0"\nbase_family = "sd15"\n'
+        f'slug = "{slug}"\nversion = "{DEMO_PACK_VERSION}"\nbase_family = "sd15"\n'
         f'prompt = {json.dumps(spec["prompt"])}\nnegative_prompt = {json.dumps(spec["negative_prompt"])}\n'
         f'preview = "preview.webp"\n\n[names]\n{toml_table(spec["names"])}\n'
         f'[descriptions]\n{toml_table(spec["descriptions"])}\n'
         f'[[lora]]\nfile = "{slug}.safetensors"\nweight = 1.0\n\n'
-        "[defaults]\nsteps = 8\nguidance = 5.0\nstrength = 0.6\nwidth = 512\nheight = 512\n",
+        "[defaults]\nsteps = 8\nguidance = 5.0\nstrength = 0.6\nwidth = 512\nheight = 512\n\n"
+        '[fast]\nscheduler = "lcm"\nsteps = 4\nguidance = 1.0\nlora = "speed.safetensors"\nlora_weight = 1.0\n',
         encoding="utf-8",
     )
 
@@ -233,7 +238,8 @@ def build_demo(model_dir: Path, packs_dir: Path, force: bool = False) -> list[st
         pipe = build_pipeline(model_dir)
         built.append(str(model_dir))
     for index, slug in enumerate(DEMO_PACKS):
-        if force or not (packs_dir / slug / "pack.toml").is_file():
+        manifest = packs_dir / slug / "pack.toml"
+        if force or not manifest.is_file() or f'version = "{DEMO_PACK_VERSION}"' not in manifest.read_text():
             if pipe is None:
                 from diffusers import UNet2DConditionModel
 

@@ -41,6 +41,20 @@ class GenerationRequest:
     strength: float
     width: int
     height: int
+    scheduler: str = ""
+
+
+def _scheduler_classes() -> dict:
+    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           EulerDiscreteScheduler, LCMScheduler)
+
+    return {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler,
+            "euler_a": EulerAncestralDiscreteScheduler, "lcm": LCMScheduler}
+
+
+# Name -> factory returning the class; "lcm" gives packs a 4-step fast mode.
+SCHEDULERS = {name: (lambda name=name: _scheduler_classes()[name])
+              for name in ("ddim", "dpm", "euler", "euler_a", "lcm")}
 
 
 def pick_device(setting: str) -> str:
@@ -85,6 +99,9 @@ class Engine:
         # small matmuls per layer, instant on a GPU, where unfused LoRA kernels cost the most.
         self.lora_mode = lora_mode if lora_mode != "auto" else ("fused" if self.device == "cuda" else "active")
         self.lora_layers: list = []
+        self.pack_adapters: dict[str, list[str]] = {}
+        self.fast_adapters: dict[str, str | None] = {}
+        self.schedulers: dict = {}
         self.pipe = None
         self.loaded_packs: dict[str, str] = {}  # slug -> version loaded
         # UNKNOWN until the first switch: loading a LoRA leaves it active as a side effect.
@@ -117,29 +134,34 @@ class Engine:
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
+        self.schedulers = {"": pipe.scheduler}
         log.info("loaded base model %s on %s (%s)", path, self.device, self.dtype)
 
     # 2. Load every pack's LoRA once, as a named adapter.
-    def load_pack(self, slug: str, version: str, folder: Path, loras: list[dict]) -> None:
+    def load_pack(self, slug: str, version: str, folder: Path, loras: list[dict],
+                  fast_lora: dict | None = None) -> None:
+        """Load a pack's LoRA files (and its optional speed LoRA) once, as named adapters."""
         if self.loaded_packs.get(slug) == version:
             return
-        if slug in self.loaded_packs:
-            self.pipe.delete_adapters([slug])
-        if not loras:
-            self.loaded_packs[slug] = version
-            return
-        if len(loras) > 1:
-            raise EngineError(f"pack {slug}: more than one LoRA file is not supported yet")
-        lora = loras[0]
+        old = self.pack_adapters.get(slug, []) + ([self.fast_adapters[slug]] if self.fast_adapters.get(slug) else [])
         self.unfuse()
-        try:
-            self.pipe.load_lora_weights(str(folder), weight_name=lora["file"], adapter_name=slug)
-        except Exception as e:
-            raise EngineError(f"pack {slug}: could not load {lora['file']}: {e}") from e
+        if old:
+            self.pipe.delete_adapters(old)
+        files = [(f"{slug}__{i}" if i else slug, lora) for i, lora in enumerate(loras)]
+        if fast_lora:
+            files.append((f"{slug}__fast", fast_lora))
+        for name, lora in files:
+            try:
+                self.pipe.load_lora_weights(str(folder), weight_name=lora["file"], adapter_name=name)
+            except Exception as e:
+                raise EngineError(f"pack {slug}: could not load {lora['file']}: {e}") from e
         self.lora_layers = self.find_lora_layers()
-        for layer in self.lora_layers:
-            if slug in layer.lora_A:
-                layer.set_scale(slug, float(lora.get("weight", 1.0)))
+        for name, lora in files:
+            for layer in self.lora_layers:
+                if name in layer.lora_A:
+                    layer.set_scale(name, float(lora.get("weight", 1.0)))
+        self.pack_adapters[slug] = [name for name, _ in files if not name.endswith("__fast")]
+        self.fast_adapters[slug] = f"{slug}__fast" if fast_lora else None
         self.loaded_packs[slug] = version
         self.active_pack = UNKNOWN  # loading activated the new adapter; the next switch must be real
 
@@ -156,26 +178,39 @@ class Engine:
                 layer.unmerge()
 
     # 3. Make one pack (or none) active on the warm pipeline.
-    def switch_pack(self, slug: str | None) -> None:
-        """Activate a resident pack's LoRA (or none) without reloading anything."""
+    def switch_pack(self, slug: str | None, fast: bool = False) -> None:
+        """Activate a resident pack's LoRA (plus its speed LoRA when `fast`), or none, reloading nothing."""
         if slug is not None and slug not in self.loaded_packs:
             raise EngineError(f"pack {slug} is not loaded")
-        if slug == self.active_pack:
+        wanted = (slug, fast) if slug is not None else None
+        if wanted == self.active_pack:
             return
+        names = []
+        if slug is not None:
+            names = self.pack_adapters.get(slug, []) + ([self.fast_adapters[slug]] if fast and self.fast_adapters.get(slug) else [])
         if self.lora_mode == "fused":
             self.unfuse()
         for layer in self.lora_layers:
             # The same state peft's set_adapter/enable_adapters leave behind, minus their
             # requires_grad bookkeeping, which inference never reads: a switch is one pass
             # of two attribute writes over the LoRA layers.
-            if slug is not None and slug in layer.lora_A:
-                layer._active_adapter = [slug]
+            present = [name for name in names if name in layer.lora_A]
+            if present:
+                layer._active_adapter = present
                 layer._disable_adapters = False
                 if self.lora_mode == "fused":
-                    layer.merge(adapter_names=[slug])
+                    layer.merge(adapter_names=present)
             else:
                 layer._disable_adapters = True
-        self.active_pack = slug
+        self.active_pack = wanted
+
+    def use_scheduler(self, name: str) -> None:
+        """Swap the sampler (cheap: schedulers hold no weights); "" is the model's own."""
+        if name not in self.schedulers:
+            if name not in SCHEDULERS:
+                raise EngineError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}")
+            self.schedulers[name] = SCHEDULERS[name]().from_config(self.schedulers[""].config)
+        self.pipe.scheduler = self.schedulers[name]
 
     # 4. Run img2img for a batch of seeds.
     @torch.inference_mode()
@@ -183,6 +218,7 @@ class Engine:
                  on_step: Callable[[int, int], bool] | None = None) -> list[Image.Image]:
         """Images for each seed; `on_step(done, total)` returns False to stop early."""
         self.check_inputs(request)
+        self.use_scheduler(request.scheduler)
         inits = [fit_photo(image, request.width, request.height) for image in request.images]
         batch = len(request.seeds)
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in request.seeds]

@@ -8,7 +8,8 @@ from worker.engine import Engine
 
 
 def ensure_pack_loaded(engine: Engine, pack: StylePack) -> None:
-    engine.load_pack(pack.slug, pack.version, pack_folder(pack), pack.manifest.get("loras", []))
+    fast = pack.manifest.get("fast") or {}
+    engine.load_pack(pack.slug, pack.version, pack_folder(pack), pack.manifest.get("loras", []), fast.get("lora"))
 
 
 def ensure_packs_loaded(engine: Engine) -> None:

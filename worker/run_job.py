@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import socket
 import time
@@ -60,7 +61,8 @@ def claim_batch(job_id: str, max_pictures: int | None = None) -> list[Job]:
             return []
         batch, pictures = [first], first.count
         if pictures < max_pictures:
-            for job in queued.filter(pack_id=first.pack_id).exclude(id=first.id).order_by("created_at")[:max_pictures]:
+            companions = queued.filter(pack_id=first.pack_id, preview=first.preview).exclude(id=first.id)
+            for job in companions.order_by("created_at")[:max_pictures]:
                 if pictures + job.count <= max_pictures:
                     batch.append(job)
                     pictures += job.count
@@ -126,17 +128,22 @@ def seeds_for(job: Job) -> list[int]:
 
 
 def build_request(items: list[tuple[Job, int]], photos: dict) -> GenerationRequest:
+    """The pack's recommended settings, or its few-step [fast] settings for a preview job."""
     manifest = items[0][0].pack.manifest
+    fast = manifest.get("fast") if items[0][0].preview else None
+    strength = float((fast or {}).get("strength") or manifest.get("strength", 0.6))
     return GenerationRequest(
         images=[photos[job.id] for job, _ in items],
         prompt=manifest["prompt"].replace("{subject}", "portrait of a person"),
         negative_prompt=manifest.get("negative_prompt", ""),
         seeds=[seed for _, seed in items],
-        steps=int(manifest.get("steps", 20)),
-        guidance=float(manifest.get("guidance", 6.0)),
-        strength=float(manifest.get("strength", 0.6)),
+        # img2img runs steps x strength of the schedule; a preview's `steps` are the ones it really runs.
+        steps=math.ceil(fast["steps"] / strength) if fast else int(manifest.get("steps", 20)),
+        guidance=float(fast["guidance"] if fast else manifest.get("guidance", 6.0)),
+        strength=strength,
         width=int(manifest.get("width", 512)),
         height=int(manifest.get("height", 512)),
+        scheduler=fast["scheduler"] if fast else manifest.get("scheduler", ""),
     )
 
 
@@ -175,7 +182,7 @@ def generate(jobs: list[Job], batch_size: int) -> None:
         if not running_ids(chunk_jobs):
             continue  # all of this chunk's jobs were cancelled
         with engine.lock:
-            engine.switch_pack(chunk[0][0].pack.slug)
+            engine.switch_pack(chunk[0][0].pack.slug, fast=chunk[0][0].preview)
             pictures = engine.generate(build_request(chunk, photos), on_step=ProgressWriter(chunk_jobs, n, len(chunks)))
         for (job, _), picture in zip(chunk, pictures):
             images[job.id].append(picture)

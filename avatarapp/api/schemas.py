@@ -54,6 +54,7 @@ class PackOut(Schema):
     name: str
     description: str
     preview_url: str | None
+    fast_preview: bool
 
 
 class PacksOut(Schema):
@@ -73,6 +74,7 @@ class JobIn(Schema):
     pack: str = Field(max_length=50)
     count: int = Field(default=1, ge=1, le=4)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    preview: bool = False
 
 
 class JobCreatedOut(Schema):
@@ -105,6 +107,7 @@ class JobOut(Schema):
     pack: str
     count: int
     seed: int
+    preview: bool
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -46,6 +46,7 @@ def job_json(job: Job) -> dict:
         "pack": job.pack.slug,
         "count": job.count,
         "seed": job.seed,
+        "preview": job.preview,
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
@@ -56,4 +57,5 @@ def job_json(job: Job) -> dict:
 
 def pack_json(pack: StylePack) -> dict:
     preview_url = reverse("pack_preview", kwargs={"slug": pack.slug}) if pack.manifest.get("preview") else None
-    return {"slug": pack.slug, "name": pack.name, "description": pack.description, "preview_url": preview_url}
+    return {"slug": pack.slug, "name": pack.name, "description": pack.description, "preview_url": preview_url,
+            "fast_preview": bool(pack.manifest.get("fast"))}

@@ -110,9 +110,12 @@ def create_job(request: HttpRequest, body: JobIn):
     if pack is None:
         raise ApiError(400, "unknown_pack", _("This style is not available."),
                        fields={"pack": _("Choose one of the available styles.")})
+    if body.preview and not pack.manifest.get("fast"):
+        raise ApiError(400, "invalid_fields", _("Please check the highlighted fields."),
+                       fields={"preview": _("This style has no quick preview.")})
     photo = own_photo(request, body.photo)
     try:
-        job = job_actions.do_create_job(request.auth, photo, pack, body.count, body.seed)
+        job = job_actions.do_create_job(request.auth, photo, pack, body.count, body.seed, body.preview)
     except job_actions.QuotaExceeded:
         raise ApiError(429, "quota_exceeded", _("You have made as many pictures as you can for today. Please come back tomorrow.")) from None
     except job_actions.QueueUnavailable:

@@ -52,7 +52,8 @@ def enqueue(job: Job) -> None:
     Job.objects.filter(id=job.id).update(enqueued_at=timezone.now())
 
 
-def do_create_job(user: User, photo: Photo, pack: StylePack, count: int, seed: int | None) -> Job:
+def do_create_job(user: User, photo: Photo, pack: StylePack, count: int, seed: int | None,
+                  preview: bool = False) -> Job:
     """Create a queued job and hand its id to the broker, or leave nothing behind."""
     with transaction.atomic():
         # Lock the user's row so two requests at once cannot both pass the quota.
@@ -64,6 +65,7 @@ def do_create_job(user: User, photo: Photo, pack: StylePack, count: int, seed: i
             photo=photo,
             pack=pack,
             count=count,
+            preview=preview,
             seed=seed if seed is not None else secrets.randbelow(2**32),
         )
     try:

@@ -29,6 +29,8 @@ class Job(models.Model):
     pack = models.ForeignKey("packs.StylePack", on_delete=models.PROTECT, related_name="jobs")
     count = models.PositiveSmallIntegerField(default=1)
     seed = models.BigIntegerField()
+    # A quick preview with the pack's few-step sampler (its [fast] mode).
+    preview = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress = models.FloatField(default=0.0)
     attempts = models.PositiveSmallIntegerField(default=0)

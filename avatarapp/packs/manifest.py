@@ -45,6 +45,7 @@ class PackManifest:
     height: int = 512
     preview: str = ""
     scheduler: str = ""
+    fast: dict | None = None  # few-step preview: scheduler, steps, guidance, optional speed LoRA
 
     def to_json(self) -> dict:
         return {
@@ -58,6 +59,7 @@ class PackManifest:
             "height": self.height,
             "scheduler": self.scheduler,
             "preview": self.preview,
+            "fast": self.fast,
         }
 
 
@@ -119,9 +121,38 @@ def load_manifest(folder: Path) -> PackManifest:
         height=int(defaults.get("height", 512)),
         preview=str(data.get("preview", "")),
         scheduler=str(defaults.get("scheduler", "")),
+        fast=load_fast_mode(data.get("fast"), folder, path),
     )
     check_defaults(manifest, path)
     return manifest
+
+
+SCHEDULER_NAMES = ("", "ddim", "dpm", "euler", "euler_a", "lcm")
+
+
+def load_fast_mode(fast, folder: Path, path: Path) -> dict | None:
+    """The optional [fast] table: a few-step sampler (and speed LoRA) for quick previews."""
+    if fast is None:
+        return None
+    if not isinstance(fast, dict):
+        raise PackError(f"{path}: [fast] must be a table")
+    mode = {
+        "scheduler": str(fast.get("scheduler", "lcm")),
+        "steps": int(fast.get("steps", 4)),
+        "guidance": float(fast.get("guidance", 1.0)),
+        "strength": float(fast["strength"]) if "strength" in fast else None,
+        "lora": None,
+    }
+    if mode["scheduler"] not in SCHEDULER_NAMES:
+        raise PackError(f"{path}: fast.scheduler must be one of {', '.join(n for n in SCHEDULER_NAMES if n)}")
+    if not 1 <= mode["steps"] <= 12:
+        raise PackError(f"{path}: fast.steps must be between 1 and 12")
+    if "lora" in fast:
+        name = str(fast["lora"])
+        if "/" in name or not name.endswith(".safetensors") or not (folder / name).is_file():
+            raise PackError(f"{path}: fast.lora '{name}' must be a .safetensors file in the pack folder")
+        mode["lora"] = {"file": name, "weight": float(fast.get("lora_weight", 1.0))}
+    return mode
 
 
 def check_defaults(m: PackManifest, path: Path) -> None:
@@ -129,6 +160,8 @@ def check_defaults(m: PackManifest, path: Path) -> None:
         raise PackError(f"{path}: defaults.steps must be between 1 and 150")
     if not 0.0 < m.strength <= 1.0:
         raise PackError(f"{path}: defaults.strength must be above 0 and at most 1")
+    if m.scheduler not in SCHEDULER_NAMES:
+        raise PackError(f"{path}: defaults.scheduler must be one of {', '.join(n for n in SCHEDULER_NAMES if n)}")
     if not 0.0 <= m.guidance <= 30.0:
         raise PackError(f"{path}: defaults.guidance must be between 0 and 30")
     for name, size in (("width", m.width), ("height", m.height)):

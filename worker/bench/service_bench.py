@@ -298,6 +298,8 @@ def run(short: bool) -> list:
     from worker.bench.figures import Figure
 
     jobs = 10 if short else 30
+    # AVATAR_BENCH_SERVICE=pickup or =web runs one half (when working on it); both by default.
+    parts = os.getenv("AVATAR_BENCH_SERVICE", "pickup,web").split(",")
     seconds = 5 if short else 10
     tmp_root = ROOT / "var" / "bench-tmp"
     tmp = tmp_root / f"run-{os.getpid()}"
@@ -313,8 +315,9 @@ def run(short: bool) -> list:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with ExitStack() as cleanup, Progress(*columns, transient=False) as progress:
-        cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
-        cleanup.callback(lambda: tmp_root.rmdir() if tmp_root.exists() and not any(tmp_root.iterdir()) else None)
+        if not os.getenv("AVATAR_BENCH_KEEP"):  # set it to keep the logs under var/bench-tmp/
+            cleanup.callback(lambda: tmp_root.rmdir() if tmp_root.exists() and not any(tmp_root.iterdir()) else None)
+            cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
 
         # --- databases ---------------------------------------------------------
         step = progress.add_task("databases: create and migrate", total=2)
@@ -329,8 +332,11 @@ def run(short: bool) -> list:
         progress.advance(step)
 
         # --- 1. queue pickup ------------------------------------------------------
-        figures += measure_pickup("redis", pg_env, tmp / "pg", jobs, progress)
-        figures += measure_pickup("embedded", sqlite_env, tmp / "embedded", jobs, progress)
+        if "pickup" in parts:
+            figures += measure_pickup("redis", pg_env, tmp / "pg", jobs, progress)
+            figures += measure_pickup("embedded", sqlite_env, tmp / "embedded", jobs, progress)
+        if "web" not in parts:
+            return figures
 
         # --- 2. GET /api/v1/jobs/{id} ------------------------------------------------
         step = progress.add_task("API: start gunicorn, make a finished job", total=3)
@@ -445,6 +451,9 @@ def child_api_setup(base: str) -> None:
     """A guest, a photo, one real finished job with one output and a share, made through the API."""
     import requests
 
+    from avatarapp.packs.registry import sync_packs
+
+    sync_packs()
     s = requests.Session()
     r = s.post(f"{base}/api/v1/auth/guest")
     r.raise_for_status()

@@ -18,7 +18,13 @@ class Command(BaseCommand):
         model_dir = Path(settings.AVATAR_BASE_MODEL)
         demo_dir = settings.VAR_DIR / "models" / "demo"
         uses_demo = model_dir == demo_dir
-        packs_missing = not any((settings.AVATAR_PACKS_DIR / slug / "pack.toml").is_file() for slug in ("cinematic", "avatar"))
+        # Demo packs are rebuilt when this code ships a newer version of them (the version line
+        # is read as text: this command must not import the worker's torch just to check).
+        demo_version = 'version = "1.1.0"'
+        packs_missing = any(
+            not (settings.AVATAR_PACKS_DIR / slug / "pack.toml").is_file()
+            or demo_version not in (settings.AVATAR_PACKS_DIR / slug / "pack.toml").read_text()
+            for slug in ("cinematic", "avatar"))
         if force or (uses_demo and not (model_dir / "model_index.json").is_file()) or packs_missing:
             # Imported here: only this command (and the worker) may load torch.
             from worker.demo_model import build_demo
