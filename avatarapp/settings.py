@@ -111,7 +111,7 @@ else:
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 BROKER_DIR = Path(envstr("AVATAR_BROKER_DIR", str(VAR_DIR / "broker")))
 if not REDIS_URL:
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
     # The hard time limit plus a margin: Redis re-delivers an unacknowledged
@@ -122,6 +122,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         # The filesystem transport polls; 20 ms keeps pickup well under 100 ms.
         "polling_interval": 0.02,
