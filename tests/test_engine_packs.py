@@ -72,3 +72,30 @@ def test_the_fast_preview_runs_four_steps_with_its_own_sampler_and_speed_lora(en
     assert np.array_equal(preview, preview_again)
     assert np.abs(preview - full).mean() > 2
     assert type(engine.pipe.scheduler).__name__ == "DDIMScheduler"  # the model's own sampler is back
+
+
+def to_kohya(peft_file: Path, out_file: Path) -> None:
+    """Rewrite a diffusers/peft LoRA with kohya/A1111 key names (lora_down/lora_up/alpha)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    kohya = {}
+    for key, tensor in load_file(peft_file).items():
+        module, kind = key.removeprefix("unet.").rsplit(".lora_", 1)
+        name = "lora_unet_" + module.replace(".", "_")
+        kohya[f"{name}.{'lora_down' if kind.startswith('A') else 'lora_up'}.weight"] = tensor
+        if kind.startswith("A"):
+            kohya[f"{name}.alpha"] = torch.tensor(float(tensor.shape[0]))
+    save_file(kohya, out_file)
+
+
+def test_a_kohya_format_lora_gives_the_same_pixels_as_its_diffusers_twin(engine, tmp_path):
+    folder = tmp_path / "kohya-avatar"
+    folder.mkdir()
+    to_kohya(Path(settings.AVATAR_PACKS_DIR) / "avatar" / "avatar.safetensors", folder / "avatar-kohya.safetensors")
+    engine.load_pack("kohya-avatar", "test", folder, [{"file": "avatar-kohya.safetensors", "weight": 1.0}])
+    [from_kohya] = run(engine, "kohya-avatar", [9])
+    [from_diffusers] = run(engine, "avatar", [9])
+    [plain] = run(engine, None, [9])
+    assert np.abs(from_kohya - from_diffusers).max() <= 1
+    assert np.abs(from_kohya - plain).mean() > 6
