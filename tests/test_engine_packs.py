@@ -99,3 +99,18 @@ def test_a_kohya_format_lora_gives_the_same_pixels_as_its_diffusers_twin(engine,
     [plain] = run(engine, None, [9])
     assert np.abs(from_kohya - from_diffusers).max() <= 1
     assert np.abs(from_kohya - plain).mean() > 6
+
+
+def test_hotswap_mode_for_torch_compile_gives_the_same_pixels_as_adapters(engine):
+    """Compile mode keeps one adapter slot and swaps pack weights into it in place."""
+    from worker.engine import Engine
+
+    swapping = Engine(settings.AVATAR_BASE_MODEL, device="cpu", lora_mode="hotswap", max_lora_rank=8)
+    swapping.load()
+    for slug in ("cinematic", "avatar"):
+        swapping.load_pack(slug, "test", Path(settings.AVATAR_PACKS_DIR) / slug,
+                           [{"file": f"{slug}.safetensors", "weight": 1.0}])
+    for pack in ("avatar", "cinematic", None, "avatar"):
+        [swapped] = run(swapping, pack, [4])
+        [reference] = run(engine, pack, [4])
+        assert np.abs(swapped - reference).max() <= 1, pack

@@ -29,7 +29,9 @@ def warm_engine(**kwargs) -> None:
     from django.db import connections
 
     try:
-        ensure_packs_loaded(get_engine())
+        engine = get_engine()
+        ensure_packs_loaded(engine)
+        engine.warm_up()
     except Exception:
         # The task reports a broken model on the job row; the worker stays up.
         log.exception("could not warm the engine")

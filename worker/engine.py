@@ -89,7 +89,8 @@ def fit_photo(photo: Image.Image, width: int, height: int) -> Image.Image:
 
 
 class Engine:
-    def __init__(self, base_model: str, device: str = "auto", dtype: str = "auto", lora_mode: str = "auto"):
+    def __init__(self, base_model: str, device: str = "auto", dtype: str = "auto", lora_mode: str = "auto",
+                 compile_unet: bool = False, max_lora_rank: int = 64):
         self.base_model = base_model
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
@@ -98,6 +99,15 @@ class Engine:
         # base weights so a step costs exactly what the base model costs; merging is a few
         # small matmuls per layer, instant on a GPU, where unfused LoRA kernels cost the most.
         self.lora_mode = lora_mode if lora_mode != "auto" else ("fused" if self.device == "cuda" else "active")
+        # With torch.compile, changing which adapter a layer applies would recompile the UNet.
+        # "hotswap" keeps one adapter slot and swaps new weights into it in place (diffusers'
+        # LoRA hotswap), which the compiled graph does not notice.
+        self.compile_unet = compile_unet
+        self.max_lora_rank = max_lora_rank
+        if compile_unet:
+            self.lora_mode = "hotswap"
+        self.hotswap_states: dict[str, dict] = {}
+        self.hotswap_loaded = False
         self.lora_layers: list = []
         self.pack_adapters: dict[str, list[str]] = {}
         self.fast_adapters: dict[str, str | None] = {}
@@ -135,6 +145,8 @@ class Engine:
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.schedulers = {"": pipe.scheduler}
+        if self.lora_mode == "hotswap":
+            pipe.enable_lora_hotswap(target_rank=self.max_lora_rank)
         log.info("loaded base model %s on %s (%s)", path, self.device, self.dtype)
 
     # 2. Load every pack's LoRA once, as a named adapter.
@@ -142,6 +154,11 @@ class Engine:
                   fast_lora: dict | None = None) -> None:
         """Load a pack's LoRA files (and its optional speed LoRA) once, as named adapters."""
         if self.loaded_packs.get(slug) == version:
+            return
+        if self.lora_mode == "hotswap":
+            self.hotswap_states[slug] = self.read_hotswap_state(slug, folder, loras)
+            self.loaded_packs[slug] = version
+            self.active_pack = UNKNOWN
             return
         old = self.pack_adapters.get(slug, []) + ([self.fast_adapters[slug]] if self.fast_adapters.get(slug) else [])
         self.unfuse()
@@ -165,6 +182,26 @@ class Engine:
         self.loaded_packs[slug] = version
         self.active_pack = UNKNOWN  # loading activated the new adapter; the next switch must be real
 
+    def read_hotswap_state(self, slug: str, folder: Path, loras: list[dict]) -> dict:
+        """The pack's LoRA as an in-memory state dict, ready to be swapped into the slot."""
+        if len(loras) != 1:
+            raise EngineError(f"pack {slug}: compile mode needs exactly one LoRA file per pack")
+        state, _ = self.pipe.lora_state_dict(str(folder / loras[0]["file"]))
+        weight = float(loras[0].get("weight", 1.0))
+        # The pack's weight is folded into lora_B so the slot's scale never changes.
+        return {k: (v * weight if "lora_B" in k or "lora_up" in k else v) for k, v in state.items()}
+
+    def hotswap(self, slug: str | None) -> None:
+        state = self.hotswap_states[slug] if slug else None
+        if state is None:
+            # "No pack" is the slot holding zeros: the same graph, adding nothing.
+            any_state = next(iter(self.hotswap_states.values()))
+            state = {k: (torch.zeros_like(v) if "lora_B" in k or "lora_up" in k else v) for k, v in any_state.items()}
+        self.pipe.load_lora_weights(state, adapter_name="slot", hotswap=self.hotswap_loaded)
+        if not self.hotswap_loaded:
+            self.hotswap_loaded = True
+            self.pipe.unet = torch.compile(self.pipe.unet) if self.compile_unet else self.pipe.unet
+
     def find_lora_layers(self) -> list:
         from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -184,6 +221,10 @@ class Engine:
             raise EngineError(f"pack {slug} is not loaded")
         wanted = (slug, fast) if slug is not None else None
         if wanted == self.active_pack:
+            return
+        if self.lora_mode == "hotswap":
+            self.hotswap(slug)  # (a pack's speed LoRA is not used in compile mode)
+            self.active_pack = wanted
             return
         names = []
         if slug is not None:
@@ -242,6 +283,12 @@ class Engine:
         )
         return list(result.images)
 
+    def warm_up(self) -> None:
+        """One tiny run so the first real job pays no first-call costs (and compiles, if asked)."""
+        image = Image.new("RGB", (64, 64), (128, 128, 128))
+        self.generate(GenerationRequest(images=[image], prompt="warm up", negative_prompt="", seeds=[0],
+                                        steps=2, guidance=1.0, strength=1.0, width=64, height=64))
+
     def check_inputs(self, request: GenerationRequest) -> None:
         if self.pipe is None:
             raise EngineError("the engine is not loaded")
@@ -266,7 +313,7 @@ def get_engine() -> Engine:
 
         torch.set_num_threads(max(1, int(os.getenv("AVATAR_TORCH_THREADS", os.cpu_count() or 1))))
         engine = Engine(settings.AVATAR_BASE_MODEL, settings.AVATAR_DEVICE, settings.AVATAR_DTYPE,
-                        settings.AVATAR_LORA_MODE)
+                        settings.AVATAR_LORA_MODE, settings.AVATAR_COMPILE, settings.AVATAR_MAX_LORA_RANK)
         engine.load()
         _engine = engine
     return _engine
