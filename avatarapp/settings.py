@@ -259,6 +259,9 @@ LOGGING = {
 
 # Provenance: the visible "AI-generated" label, embedded metadata and watermark.
 AVATAR_LABEL = envbool("AVATAR_LABEL", "True")
+AVATAR_C2PA = envbool("AVATAR_C2PA", "True")  # C2PA manifest on each output (needs c2pa-python)
+AVATAR_C2PA_CERT = envstr("AVATAR_C2PA_CERT")  # PEM chain, signer first; empty = a local self-signed one
+AVATAR_C2PA_KEY = envstr("AVATAR_C2PA_KEY")
 AVATAR_LABEL_POSITION = envstr("AVATAR_LABEL_POSITION", "bottom-right")
 AVATAR_LABEL_SCALE = envfloat("AVATAR_LABEL_SCALE", 0.04)
 AVATAR_LABEL_FONT_DIRS = [Path(p) for p in envstr(

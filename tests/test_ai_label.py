@@ -92,3 +92,27 @@ def test_verify_image_reports_metadata_and_the_watermarked_output(stored_output,
     call_command("verify_image", str(FIXTURES / "portrait.jpg"), stdout=plain)
     assert "watermark: not found" in plain.getvalue()
     assert "digital source type: none" in plain.getvalue()
+
+
+def test_the_output_carries_a_signed_c2pa_manifest_naming_ai_as_its_source(stored_output, tmp_path):
+    from avatarapp.provenance import c2pa_manifest
+
+    api, output, _ = stored_output
+    data = fetch(api, f"/api/v1/outputs/{output.id}/image")
+    manifest = c2pa_manifest.read(data, "image/webp")
+    assert manifest is not None
+    assert manifest["digital_source_type"] == metadata.DIGITAL_SOURCE_TYPE
+    assert "Chhavi" in manifest["claim_generator"]
+    # Signed by this server's own local root until the operator configures a trusted certificate.
+    assert set(manifest["validation"]) <= {"valid", "signingCredential.untrusted"}
+    # The embedded XMP/EXIF and the watermark survive the manifest being added.
+    image = Image.open(io.BytesIO(data))
+    assert metadata.read_provenance(image)["digital_source_type"] == metadata.DIGITAL_SOURCE_TYPE
+    assert watermark.read(image).found
+    path = tmp_path / "out.webp"
+    path.write_bytes(data)
+    from django.core.management import call_command
+
+    report = io.StringIO()
+    call_command("verify_image", str(path), stdout=report)
+    assert "C2PA manifest: by Chhavi" in report.getvalue()

@@ -130,12 +130,12 @@ class Engine:
                 if path.suffix != ".safetensors":
                     raise EngineError(f"{path} is not a .safetensors checkpoint")
                 pipe = StableDiffusionImg2ImgPipeline.from_single_file(
-                    str(path), torch_dtype=self.dtype, local_files_only=True)
+                    str(path), dtype=self.dtype, local_files_only=True)
             else:
                 if not (path / "model_index.json").is_file():
                     raise EngineError(f"{path} is not a diffusers folder (no model_index.json)")
                 pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-                    str(path), torch_dtype=self.dtype, local_files_only=True,
+                    str(path), dtype=self.dtype, local_files_only=True,
                     safety_checker=None, requires_safety_checker=False)
         except EngineError:
             raise

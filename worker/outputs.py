@@ -17,7 +17,7 @@ from django.utils import translation
 from PIL import Image
 
 from avatarapp.jobs.models import Job, Output
-from avatarapp.provenance import metadata, watermark
+from avatarapp.provenance import c2pa_manifest, metadata, watermark
 from avatarapp.provenance.label import draw_label, label_spec
 
 THUMBNAIL_SIZE = 256
@@ -54,6 +54,8 @@ def store_output(job: Job, index: int, image: Image.Image) -> Output:
     provenance = metadata.provenance_for(output_id, job.pack.slug)
     marked = watermark.embed(label_for(image, job.user.language), watermark.short_id_of(output_id))
     data = encode_webp(marked, 90, provenance)
+    if settings.AVATAR_C2PA and c2pa_manifest.available():
+        data = c2pa_manifest.sign(data, "image/webp", provenance)
     thumbnail = marked.copy()
     thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     default_storage.save(key, ContentFile(data))

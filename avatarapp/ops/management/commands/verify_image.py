@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from PIL import Image, UnidentifiedImageError
 
 from avatarapp.jobs.models import Output
-from avatarapp.provenance import metadata, watermark
+from avatarapp.provenance import c2pa_manifest, metadata, watermark
 
 
 class Command(BaseCommand):
@@ -30,6 +30,14 @@ class Command(BaseCommand):
                           + (" (AI-generated)" if is_ai else ""))
         self.stdout.write(f"EXIF Software: {found['software'] or 'none'}")
         self.stdout.write(f"EXIF ImageDescription: {found['description'] or 'none'}")
+        if c2pa_manifest.available():
+            mime = Image.MIME.get(image.format or "", "image/jpeg")
+            manifest = c2pa_manifest.read(file.read_bytes(), mime)
+            if manifest:
+                self.stdout.write(f"C2PA manifest: by {manifest['claim_generator']}, digital source type "
+                                  f"{manifest['digital_source_type']}, validation: {', '.join(manifest['validation'])}")
+            else:
+                self.stdout.write("C2PA manifest: none")
         reading = watermark.read(image)
         if reading.found:
             # The short id is the first 8 hex digits of the output's UUID (the part before the first dash).
