@@ -84,3 +84,19 @@ def wait_for_job(api: Api, job_id: str, timeout: float = 90, until=("succeeded",
             return job, seen
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
+
+
+def store_picture(api: Api, pack: str = "avatar", image=None):
+    """A finished job with one picture, stored exactly as the worker stores it (label,
+    metadata, watermark), without waiting for a worker to denoise one."""
+    from PIL import Image
+
+    from avatarapp.jobs.models import Job
+    from worker.outputs import store_output
+
+    photo = api.upload_fixture().json()
+    job_id = api.post("/jobs", {"photo": photo["id"], "pack": pack}).json()["id"]
+    job = Job.objects.select_related("user", "pack").get(id=job_id)
+    output = store_output(job, 0, image if image is not None else Image.new("RGB", (512, 512), (90, 140, 200)))
+    Job.objects.filter(id=job_id).update(status=Job.Status.SUCCEEDED, progress=1.0)
+    return photo, job, output

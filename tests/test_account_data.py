@@ -12,20 +12,15 @@ from avatarapp.accounts.models import User
 from avatarapp.jobs.models import Job, Output
 from avatarapp.photos.models import Photo
 from avatarapp.sharing.models import Share
-from tests.helpers import new_guest
+from tests.helpers import new_guest, store_picture
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def guest_with_everything(packs):
-    from worker.outputs import store_output
-
     api = new_guest()
-    photo = api.upload_fixture().json()
-    job = Job.objects.select_related("user", "pack").get(
-        id=api.post("/jobs", {"photo": photo["id"], "pack": "avatar"}).json()["id"])
-    output = store_output(job, 0, Image.new("RGB", (512, 512), (10, 120, 90)))
+    photo, job, output = store_picture(api)
     token = api.post(f"/outputs/{output.id}/shares").json()["token"]
     api.client.get(f"/s/{token}/card.jpg")  # renders the card file too
     return api, photo, job, output, token

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatarapp.jobs.models import Job
 from avatarapp.provenance import metadata, watermark
-from tests.helpers import FIXTURES, new_guest
+from tests.helpers import FIXTURES, new_guest, store_picture
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,16 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def stored_output(packs):
     """A picture stored the way the worker stores it, for a Hindi-speaking guest."""
-    from worker.outputs import store_output
-
     api = new_guest(language="hi")
-    photo = api.upload_fixture().json()
-    job = Job.objects.select_related("user", "pack").get(
-        id=api.post("/jobs", {"photo": photo["id"], "pack": "avatar"}).json()["id"])
     # A light picture with some texture, so a dark label shows and the watermark has detail to live in.
     base = np.asarray(Image.open(FIXTURES / "portrait.png").convert("RGB")).astype(int)
     raw = Image.fromarray((150 + base // 3).astype(np.uint8))
-    output = store_output(job, 0, raw)
+    _, _, output = store_picture(api, "avatar", raw)
     return api, output, raw
 
 

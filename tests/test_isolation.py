@@ -3,7 +3,7 @@
 import pytest
 
 from avatarapp.jobs.models import Job, Output
-from tests.helpers import Api, new_guest
+from tests.helpers import Api, new_guest, store_picture
 
 pytestmark = pytest.mark.django_db
 
@@ -11,17 +11,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def alice_with_a_picture(packs):
     """Alice owns a photo, a finished job and its picture (stored the way a worker stores it)."""
-    from PIL import Image
-
-    from worker.outputs import store_output
-
     alice = new_guest()
-    photo = alice.upload_fixture().json()
-    job_id = alice.post("/jobs", {"photo": photo["id"], "pack": "cinematic"}).json()["id"]
-    job = Job.objects.get(id=job_id)
-    output = store_output(job, 0, Image.new("RGB", (512, 512), (200, 100, 50)))
-    Job.objects.filter(id=job_id).update(status=Job.Status.SUCCEEDED, progress=1.0)
-    return alice, photo["id"], job_id, str(output.id)
+    photo, job, output = store_picture(alice, "cinematic")
+    return alice, photo["id"], str(job.id), str(output.id)
 
 
 def test_bob_gets_404_for_everything_of_alices(alice_with_a_picture):

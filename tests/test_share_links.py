@@ -9,10 +9,9 @@ from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
-from avatarapp.jobs.models import Job
 from avatarapp.provenance import metadata
 from avatarapp.sharing.models import Report, Share
-from tests.helpers import new_guest
+from tests.helpers import new_guest, store_picture
 
 pytestmark = pytest.mark.django_db
 
@@ -21,13 +20,8 @@ TAGS = ["og:title", "og:description", "og:url", "og:type", "og:image", "og:image
 
 @pytest.fixture
 def owner_and_output(packs):
-    from worker.outputs import store_output
-
     api = new_guest(language="hi")
-    photo = api.upload_fixture().json()
-    job = Job.objects.select_related("user", "pack").get(
-        id=api.post("/jobs", {"photo": photo["id"], "pack": "cinematic"}).json()["id"])
-    output = store_output(job, 0, Image.new("RGB", (512, 512), (90, 140, 200)))
+    _, _, output = store_picture(api, "cinematic")
     return api, output
 
 
