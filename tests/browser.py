@@ -14,10 +14,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-# Playwright's sync API keeps an asyncio loop running in the test thread, which
-# makes Django refuse ORM calls there (fixtures' setup and teardown included).
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -53,8 +49,10 @@ TOUCH_TARGETS_JS = """(minimum) => {
     // Off-canvas until focused (the skip link): not something a finger can reach.
     if (r.right <= 0 || r.left >= document.documentElement.scrollWidth) continue;
     if (r.height < minimum) {
-      const label = (el.innerText || el.value || el.getAttribute("aria-label") || el.outerHTML).trim();
-      out.push(`<${el.tagName.toLowerCase()}> "${label.slice(0, 40)}" is ${r.width.toFixed(0)}x${r.height.toFixed(1)} px`);
+      const label = (el.innerText || el.value || el.getAttribute("aria-label")
+                     || el.querySelector("img")?.alt || el.outerHTML).trim().slice(0, 40);
+      const size = `${r.width.toFixed(0)}x${r.height.toFixed(1)} px`;
+      out.push(`<${el.tagName.toLowerCase()}> "${label}" is ${size}`);
     }
   }
   return out;
@@ -69,10 +67,20 @@ def browser():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (Debian's chromium, no browser download)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    # Playwright's sync API keeps an asyncio loop running in the test thread, which makes
+    # Django refuse ORM calls there (database fixtures' setup and teardown included).
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 @pytest.fixture

@@ -9,9 +9,11 @@ in var/ are reused), so nothing of yours in var/ is touched. A phone goes throug
 the flow once to get a session, a picture and a share link; then every page is
 opened in a fresh phone context (empty cache, first visit) and the bytes the browser
 itself reports as transferred are summed, user images excepted. Then, if Lighthouse
-is installed (`npm install --no-save lighthouse@12` puts it in node_modules/, or pass
---install-lighthouse), it scores landing, upload and result pages on its default
-mobile settings. The table is printed and written to var/page-metrics.json.
+is installed (`npm install --no-save lighthouse@12` puts it in node_modules/; 12.x is
+the last line that runs on Node 20; or pass --install-lighthouse), it scores landing,
+upload and result pages on its default mobile settings, in a chromium that holds the
+session cookie. The tables are printed and written to var/page-metrics.json, the full
+Lighthouse reports to var/lighthouse/<page>.json. Exit status 1 when a page is over budget.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ class Visit:
     def open(self, path: str) -> dict:
         self.page.goto(path, wait_until="load")
         # The service worker installs after `load` and caches the shell: part of a first visit too.
-        self.page.wait_for_function("() => !('serviceWorker' in navigator) || navigator.serviceWorker.ready.then(() => true)")
+        self.page.wait_for_function(
+            "() => !('serviceWorker' in navigator) || navigator.serviceWorker.ready.then(() => true)")
         self.page.wait_for_load_state("networkidle")
         own = urlsplit(self.base_url).netloc
         counted = [r for r in self.requests if urlsplit(r["url"]).scheme in ("http", "https")
@@ -152,27 +155,31 @@ class Visit:
 def make_a_picture(browser, base_url: str, locale: str) -> tuple[dict[str, str], list[dict]]:
     """Go through the flow once, as a phone would; returns each page's path and the session cookies."""
     context = browser.new_context(**PHONE, locale=locale, base_url=base_url)
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(60_000)
     page = context.new_page()
     paths = {"landing": "/", "consent": "/consent"}
+
+    def arrive(name: str, pattern: str, timeout: float = 60_000) -> None:
+        try:
+            page.wait_for_url(re.compile(pattern), timeout=timeout)
+        except Exception as e:
+            raise SystemExit(f"the {name} page did not come (at {page.url}): {e}") from None
+        paths[name] = urlsplit(page.url).path
+
     page.goto("/consent?next=/upload")
     page.locator("input[name=adult]").check()
     page.locator("input[name=agree]").check()
     page.locator("main button[type=submit]").click()
-    page.wait_for_url(re.compile(r"/upload$"))
-    paths["upload"] = "/upload"
+    arrive("upload", r"/upload$")
     page.locator("#image").set_input_files(FIXTURES / "portrait.jpg")
     page.locator("#upload-form button[type=submit]").click()
-    page.wait_for_url(re.compile(r"/style$"))
-    paths["style"] = urlsplit(page.url).path
+    arrive("style", r"/photos/[0-9a-f-]+/style$")
     page.locator("input[name=pack][value=avatar]").check()
     page.locator("main button[type=submit]").click()
-    page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]+$"))
-    paths["progress"] = urlsplit(page.url).path
+    arrive("progress", r"/jobs/[0-9a-f-]+$")
     page.locator("#job-results img").first.wait_for(timeout=180_000)  # a cold worker loads its model first
     page.locator("#job-results a").first.click()
-    page.wait_for_url(re.compile(r"/results/[0-9a-f-]+$"))
-    paths["result"] = urlsplit(page.url).path
+    arrive("result", r"/results/[0-9a-f-]+$")
     page.locator("form[action$='/share'] button").click()
     page.locator("#share-link").wait_for()
     paths["gallery"] = "/gallery"
@@ -213,22 +220,40 @@ def lighthouse_command(install: bool) -> list[str] | None:
     return None
 
 
-def run_lighthouse(command: list[str], url: str, headers: dict[str, str]) -> dict:
-    """Lighthouse's defaults: mobile form factor, simulated slow 4G and 4x CPU slowdown."""
-    with tempfile.TemporaryDirectory() as out:
-        report = Path(out) / "report.json"
-        result = subprocess.run(
-            [*command, url, "--only-categories=performance,accessibility", "--output=json",
-             f"--output-path={report}", "--quiet", "--chrome-flags=--headless=new --no-sandbox",
-             f"--extra-headers={json.dumps(headers)}"],
-            env=dict(os.environ, CHROME_PATH=CHROMIUM), capture_output=True, text=True, timeout=300)
-        if result.returncode != 0 or not report.exists():
-            return {"error": (result.stderr or result.stdout).strip()[-500:]}
-        data = json.loads(report.read_text())
+def run_lighthouse(command: list[str], url: str, cookies: list[dict], report: Path) -> dict:
+    """Lighthouse's defaults: mobile form factor, simulated slow 4G and 4x CPU slowdown.
+
+    Lighthouse drives a fresh headless chromium started here with a debugging port, so
+    that the session cookie can sit in its cookie jar: a Cookie header given with
+    --extra-headers reaches the page but not its images, which then answer 401.
+    Lighthouse clears caches and service workers before it loads the page, never cookies.
+    """
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    report.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
+        chromium = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, no_viewport=True,
+            args=[*CHROMIUM_ARGS, f"--remote-debugging-port={port}"])
+        try:
+            if cookies:
+                chromium.add_cookies(cookies)
+            result = subprocess.run(
+                [*command, url, f"--port={port}", "--only-categories=performance,accessibility",
+                 "--output=json", f"--output-path={report}", "--quiet"],
+                env=dict(os.environ, CHROME_PATH=CHROMIUM), capture_output=True, text=True, timeout=300)
+            if result.returncode != 0 or not report.exists():
+                return {"error": (result.stderr or result.stdout).strip()[-500:]}
+            data = json.loads(report.read_text())
+        finally:
+            chromium.close()
     audits = data["audits"]
     failed = sorted(name for name, audit in audits.items()
                     if audit.get("score") is not None and audit["score"] < 0.9
                     and audit.get("scoreDisplayMode") in ("binary", "numeric", "metricSavings"))
+    broken = sorted({item["url"] for item in audits.get("network-requests", {}).get("details", {}).get("items", [])
+                     if item.get("statusCode", 200) >= 400})
     return {
         "performance": round(data["categories"]["performance"]["score"] * 100),
         "accessibility": round(data["categories"]["accessibility"]["score"] * 100),
@@ -238,6 +263,7 @@ def run_lighthouse(command: list[str], url: str, headers: dict[str, str]) -> dic
         "cumulative_layout_shift": round(audits["cumulative-layout-shift"]["numericValue"], 3),
         "total_byte_weight": round(audits["total-byte-weight"]["numericValue"]),
         "audits_below_0_9": failed,
+        "failed_requests": broken,
     }
 
 
@@ -254,15 +280,19 @@ def print_bytes(rows: list[dict]) -> None:
 
 def print_lighthouse(scores: dict[str, dict]) -> None:
     print(f"\nLighthouse mobile (simulated throttling), budget {LIGHTHOUSE_BUDGET}")
-    print(f"{'page':<10} {'performance':>11} {'accessibility':>13} {'FCP ms':>7} {'LCP ms':>7} {'TBT ms':>7} {'CLS':>6}")
+    print(f"{'page':<10} {'performance':>11} {'accessibility':>13} "
+          f"{'FCP ms':>7} {'LCP ms':>7} {'TBT ms':>7} {'CLS':>6}")
     for name, s in scores.items():
         if "error" in s:
             print(f"{name:<10} failed: {s['error']}")
             continue
-        print(f"{name:<10} {s['performance']:>11} {s['accessibility']:>13} {s['first_contentful_paint_ms']:>7} "
-              f"{s['largest_contentful_paint_ms']:>7} {s['total_blocking_time_ms']:>7} {s['cumulative_layout_shift']:>6}")
+        print(f"{name:<10} {s['performance']:>11} {s['accessibility']:>13} "
+              f"{s['first_contentful_paint_ms']:>7} {s['largest_contentful_paint_ms']:>7} "
+              f"{s['total_blocking_time_ms']:>7} {s['cumulative_layout_shift']:>6}")
         if s["audits_below_0_9"]:
             print(f"{'':<10} audits below 0.9: {', '.join(s['audits_below_0_9'])}")
+        for url in s["failed_requests"]:
+            print(f"{'':<10} failed request: {url}")
 
 
 def main() -> int:
@@ -284,19 +314,24 @@ def main() -> int:
         scores: dict[str, dict] = {}
         command = None if args.no_lighthouse else lighthouse_command(args.install_lighthouse)
         if command:
-            own = urlsplit(base_url).hostname
-            cookie = "; ".join(f"{c['name']}={c['value']}" for c in cookies if c["domain"].lstrip(".") == own)
+            # The reader's language through the switcher's cookie: Lighthouse sends its own Accept-Language.
+            language = {"name": "chhavi_lang", "value": args.lang, "url": base_url}
             for name in LIGHTHOUSE_PAGES:
-                headers = {"Accept-Language": f"{locale},{args.lang};q=0.9"}
-                if name != "landing":
-                    headers["Cookie"] = cookie
-                scores[name] = run_lighthouse(command, urljoin(base_url, paths[name]), headers)
+                jar = [language] + ([] if name == "landing" else cookies)
+                report = ROOT / "var" / "lighthouse" / f"{name}.json"
+                report.parent.mkdir(parents=True, exist_ok=True)
+                for _attempt in range(2):  # Lighthouse now and then fails to record a trace (NO_NAVSTART)
+                    scores[name] = run_lighthouse(command, urljoin(base_url, paths[name]), jar, report)
+                    if "error" not in scores[name]:
+                        break
             print_lighthouse(scores)
         elif not args.no_lighthouse:
-            print("\nLighthouse is not installed: `npm install --no-save lighthouse@12` (or pass --install-lighthouse).")
+            print("\nLighthouse is not installed: `npm install --no-save lighthouse@12`"
+                  " (or pass --install-lighthouse).")
 
     over = [r["page"] for r in rows if r["bytes"] > BUDGET_KB * 1024 or r["third_party"]]
-    low = [n for n, s in scores.items() if "error" in s or min(s["performance"], s["accessibility"]) < LIGHTHOUSE_BUDGET]
+    low = [name for name, s in scores.items()
+           if "error" in s or min(s["performance"], s["accessibility"]) < LIGHTHOUSE_BUDGET]
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps({
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -46,8 +46,12 @@ def expect_language(page, lang: str) -> None:
 
 
 def image_loaded(locator) -> None:
+    """The image is shown and its pixels arrived (not a broken or still-empty image)."""
     expect(locator).to_be_visible()
-    assert locator.evaluate("img => img.complete && img.naturalWidth > 0"), f"{locator} did not load"
+    try:
+        locator.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=locator.element_handle())
+    except PlaywrightError as e:
+        raise AssertionError(f"{locator} did not load: {e.message.splitlines()[0]}") from None
 
 
 def make_a_portrait(phone, locale: str) -> None:
@@ -106,7 +110,6 @@ def make_a_portrait(phone, locale: str) -> None:
     assert values == sorted(values), f"the progress bar went backwards: {values}"
     assert live and live[-1] == 100, f"the page's script did not carry the bar to 100: {seen}"
     assert seen[-1] == {"load": loads[1], "source": "server", "value": 100}
-    print(f"progress seen in {lang}: {values}")
     assert page.locator("#job-status").inner_text().strip()
     assert page.locator("#cancel-form").count() == 0
     arrive("progress-done")

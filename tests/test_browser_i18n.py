@@ -51,20 +51,20 @@ def test_urdu_pages_are_marked_and_laid_out_right_to_left(phone):
 
 
 def test_urdu_mirrors_the_english_layout(phone):
-    """The hero button, the brand and the consent boxes sit at the start of the line: left in
-    English, right in Urdu, the same distance from the edge."""
+    """The primary button sits at the end of the line (right in English, left in Urdu); the brand
+    and the consent boxes at its start; both at the same distance from the edge."""
     english, urdu = phone("en-IN").page, phone("ur-IN").page
     width = english.viewport_size["width"]
     for page in (english, urdu):
         page.goto("/")
-    en_left, _ = content_edges(english)
-    _, ur_right = content_edges(urdu)
+    _, en_right = content_edges(english)
+    ur_left, _ = content_edges(urdu)
 
     en_button, ur_button = (box(page.locator(".hero .button.primary")) for page in (english, urdu))
-    assert en_button["x"] == pytest.approx(en_left, abs=1), "English: the button starts at the left edge"
-    assert ur_button["x"] + ur_button["width"] == pytest.approx(ur_right, abs=1), \
-        "Urdu: the button starts at the right edge"
-    assert width - (ur_button["x"] + ur_button["width"]) == pytest.approx(en_button["x"], abs=1)
+    assert en_button["x"] + en_button["width"] == pytest.approx(en_right, abs=1), "English: the button ends at the right edge"
+    assert ur_button["x"] == pytest.approx(ur_left, abs=1), "Urdu: the primary button sits on the left"
+    assert ur_button["x"] + ur_button["width"] / 2 < width / 2 < en_button["x"] + en_button["width"] / 2
+    assert ur_button["x"] == pytest.approx(width - (en_button["x"] + en_button["width"]), abs=1)
 
     en_brand, ur_brand = (box(page.locator(".brand")) for page in (english, urdu))
     assert en_brand["x"] + en_brand["width"] / 2 < width / 2 < ur_brand["x"] + ur_brand["width"] / 2

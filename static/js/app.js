@@ -12,6 +12,22 @@
     try { return new Intl.NumberFormat(document.documentElement.lang).format(n); } catch (e) { return String(n); }
   }
 
+  // Dates as the reader says them: "3 minutes ago" in their language (the server prints a plain date).
+  if (window.Intl && Intl.RelativeTimeFormat) {
+    var relative = new Intl.RelativeTimeFormat(document.documentElement.lang, { numeric: "auto" });
+    document.querySelectorAll("time[data-relative]").forEach(function (el) {
+      var seconds = (new Date(el.getAttribute("datetime")) - Date.now()) / 1000;
+      var units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
+      for (var i = 0; i < units.length; i++) {
+        if (Math.abs(seconds) >= units[i][1] || units[i][0] === "second") {
+          el.textContent = relative.format(Math.round(seconds / units[i][1]), units[i][0]);
+          el.title = new Intl.DateTimeFormat(document.documentElement.lang, { dateStyle: "long", timeStyle: "short" }).format(new Date(el.getAttribute("datetime")));
+          break;
+        }
+      }
+    });
+  }
+
   // Language switcher: submit on change.
   document.querySelectorAll("[data-autosubmit]").forEach(function (select) {
     select.addEventListener("change", function () { select.form.submit(); });
