@@ -66,3 +66,16 @@ def test_pages_make_no_third_party_requests():
     html = Client().get("/").content.decode()
     for url in re.findall(r'(?:src|href)="([^"]+)"', html):
         assert url.startswith("/") or url.startswith("#"), url
+
+
+def test_the_account_remembers_the_language_its_pictures_are_labelled_in(packs):
+    from avatarapp.accounts.models import User
+
+    client = Client(headers={"Accept-Language": "en"})
+    client.post("/consent", {"adult": "yes", "agree": "yes"})
+    user = User.objects.get()
+    assert user.language == "en"
+    client.post("/i18n/setlang/", {"language": "ta", "next": "/gallery"})
+    client.get("/gallery")
+    user.refresh_from_db()
+    assert user.language == "ta"

@@ -1,0 +1,25 @@
+"""Remember the language a signed-in person reads, for what they get outside a page.
+
+The page language comes from the cookie or Accept-Language; the account keeps a copy
+because the worker draws the "AI-generated" label, and share cards speak, in it.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.utils.translation import get_language
+
+
+class RememberLanguageMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        language = (get_language() or "").split("-")[0]
+        # Only the site's own pages: an API client's Accept-Language is not a choice of language.
+        if (user is not None and user.is_authenticated and language and user.language != language
+                and not request.path.startswith("/api/")):
+            get_user_model().objects.filter(pk=user.pk).update(language=language)
+        return response
