@@ -228,6 +228,8 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Chhavi -------------------------------------------------------------------
 AVATAR_BASE_MODEL = envstr("AVATAR_BASE_MODEL", str(VAR_DIR / "models" / "demo"))
+AVATAR_BASE_FAMILY = envstr("AVATAR_BASE_FAMILY", "auto")  # auto, sd15, sdxl
+AVATAR_BASE_CONFIG = envstr("AVATAR_BASE_CONFIG")  # a local diffusers folder with the configs for a single-file checkpoint
 AVATAR_PACKS_DIR = Path(envstr("AVATAR_PACKS_DIR", str(VAR_DIR / "packs")))
 AVATAR_DEVICE = envstr("AVATAR_DEVICE", "auto")  # auto, cuda, mps, cpu
 AVATAR_DTYPE = envstr("AVATAR_DTYPE", "auto")  # auto, fp32, fp16, bf16

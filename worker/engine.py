@@ -77,6 +77,21 @@ def pick_dtype(device: str, setting: str = "auto") -> torch.dtype:
     return torch.float32
 
 
+def detect_family(path: Path) -> str:
+    """sd15 or sdxl, from a diffusers folder's pipeline class or a checkpoint's tensor names."""
+    if path.is_dir():
+        import json
+
+        class_name = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
+        return "sdxl" if "XL" in class_name else "sd15"
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        keys = f.keys()
+    # SDXL checkpoints carry a second text encoder under conditioner.embedders.1.
+    return "sdxl" if any(k.startswith("conditioner.embedders.1") for k in keys) else "sd15"
+
+
 def fit_photo(photo: Image.Image, width: int, height: int) -> Image.Image:
     """Centre-crop the photo to the output's aspect ratio, then resize to it."""
     photo = photo.convert("RGB")
@@ -90,7 +105,8 @@ def fit_photo(photo: Image.Image, width: int, height: int) -> Image.Image:
 
 class Engine:
     def __init__(self, base_model: str, device: str = "auto", dtype: str = "auto", lora_mode: str = "auto",
-                 compile_unet: bool = False, max_lora_rank: int = 64):
+                 compile_unet: bool = False, max_lora_rank: int = 64, family: str = "auto",
+                 single_file_config: str = ""):
         self.base_model = base_model
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
@@ -107,6 +123,8 @@ class Engine:
         if compile_unet:
             self.lora_mode = "hotswap"
         self.hotswap_states: dict[str, dict] = {}
+        self.family = family if family != "auto" else ""
+        self.single_file_config = single_file_config
         self.hotswap_loaded = False
         self.lora_layers: list = []
         self.pack_adapters: dict[str, list[str]] = {}
@@ -120,34 +138,39 @@ class Engine:
 
     # 1. Load the base model once.
     def load(self) -> None:
-        from diffusers import StableDiffusionImg2ImgPipeline
+        from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
 
         path = Path(self.base_model)
         if not path.exists():
             raise EngineError(f"AVATAR_BASE_MODEL {self.base_model} does not exist")
+        if path.is_file() and path.suffix != ".safetensors":
+            raise EngineError(f"{path} is not a .safetensors checkpoint")
+        if path.is_dir() and not (path / "model_index.json").is_file():
+            raise EngineError(f"{path} is not a diffusers folder (no model_index.json)")
+        try:
+            self.family = self.family or detect_family(path)
+        except Exception as e:
+            raise EngineError(f"could not read {path}: {e}") from e
+        pipeline_class = StableDiffusionXLImg2ImgPipeline if self.family == "sdxl" else StableDiffusionImg2ImgPipeline
+        extra = {} if self.family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
         try:
             if path.is_file():
-                if path.suffix != ".safetensors":
-                    raise EngineError(f"{path} is not a .safetensors checkpoint")
-                pipe = StableDiffusionImg2ImgPipeline.from_single_file(
-                    str(path), dtype=self.dtype, local_files_only=True)
+                # A single checkpoint needs its architecture's configs; with no hub, they come from
+                # a local diffusers folder of the same family (AVATAR_BASE_CONFIG).
+                if self.single_file_config:
+                    extra["config"] = self.single_file_config
+                pipe = pipeline_class.from_single_file(str(path), dtype=self.dtype, local_files_only=True, **extra)
             else:
-                if not (path / "model_index.json").is_file():
-                    raise EngineError(f"{path} is not a diffusers folder (no model_index.json)")
-                pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-                    str(path), dtype=self.dtype, local_files_only=True,
-                    safety_checker=None, requires_safety_checker=False)
-        except EngineError:
-            raise
+                pipe = pipeline_class.from_pretrained(str(path), dtype=self.dtype, local_files_only=True, **extra)
         except Exception as e:
-            raise EngineError(f"could not load base model {path}: {e}") from e
+            raise EngineError(f"could not load base model {path} as {self.family}: {e}") from e
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.schedulers = {"": pipe.scheduler}
         if self.lora_mode == "hotswap":
             pipe.enable_lora_hotswap(target_rank=self.max_lora_rank)
-        log.info("loaded base model %s on %s (%s)", path, self.device, self.dtype)
+        log.info("loaded %s base model %s on %s (%s)", self.family, path, self.device, self.dtype)
 
     # 2. Load every pack's LoRA once, as a named adapter.
     def load_pack(self, slug: str, version: str, folder: Path, loras: list[dict],
@@ -313,7 +336,8 @@ def get_engine() -> Engine:
 
         torch.set_num_threads(max(1, int(os.getenv("AVATAR_TORCH_THREADS", os.cpu_count() or 1))))
         engine = Engine(settings.AVATAR_BASE_MODEL, settings.AVATAR_DEVICE, settings.AVATAR_DTYPE,
-                        settings.AVATAR_LORA_MODE, settings.AVATAR_COMPILE, settings.AVATAR_MAX_LORA_RANK)
+                        settings.AVATAR_LORA_MODE, settings.AVATAR_COMPILE, settings.AVATAR_MAX_LORA_RANK,
+                        settings.AVATAR_BASE_FAMILY, settings.AVATAR_BASE_CONFIG)
         engine.load()
         _engine = engine
     return _engine
