@@ -10,8 +10,13 @@ from avatarapp.accounts.models import ApiToken, User, hash_token
 
 class BearerAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> User | None:
-        found = ApiToken.objects.select_related("user").filter(key_hash=hash_token(token)).first()
-        if found is None or not found.user.is_active:
+        # get(), not filter().first(): key_hash is unique, and first() would add an ORDER BY
+        # this lookup, made on every API request, does not need.
+        try:
+            found = ApiToken.objects.select_related("user").get(key_hash=hash_token(token))
+        except ApiToken.DoesNotExist:
+            return None
+        if not found.user.is_active:
             return None
         request.user = found.user
         request.api_token = found

@@ -50,6 +50,8 @@ WEB_RSS_BUDGET_MB = 150.0
 # Gunicorn on 2 cores: one process per core, threads to overlap the database round trips.
 WEB_WORKERS = int(os.getenv("AVATAR_BENCH_WEB_WORKERS", "2"))
 WRK_THREADS, WRK_CONNECTIONS = 2, 32
+# A second, lighter run: latency with little queueing in front of the 2 x 4 gunicorn threads.
+WRK_LIGHT_CONNECTIONS = 8
 
 
 # --- Parent side: processes, databases, figures --------------------------------
@@ -77,7 +79,8 @@ def bench_env(tmp: Path, *, database_url: str, redis_url: str | None) -> dict:
 def run_checked(command: list[str], env: dict | None = None, timeout: float = 300) -> str:
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n"
+                           f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     return done.stdout
 
 
@@ -127,16 +130,22 @@ class Managed:
             time.sleep(0.1)
         raise RuntimeError(f"{what} not ready after {timeout:.0f} s:\n{self.tail()}")
 
+    def signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-            except ProcessLookupError:
-                pass
+        """SIGTERM to the whole group (gunicorn's or celery's children too), SIGKILL whatever is left."""
+        self.signal_group(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(0.2)
+        self.signal_group(signal.SIGKILL)
+        self.process.wait()
         self.log.close()
 
 
@@ -164,7 +173,8 @@ def gunicorn(env: dict, log_path: Path, port: int) -> Iterator[Managed]:
         except requests.RequestException:
             return False
 
-    web = Managed(web_command(port, workers=WEB_WORKERS), env, log_path)
+    # No control socket: gunicorn's default one is a fixed path in $HOME, shared with any other gunicorn.
+    web = Managed(web_command(port, workers=WEB_WORKERS) + ["--no-control-socket"], env, log_path)
     try:
         web.wait_for(answers, "gunicorn", timeout=60)
         yield web
@@ -209,7 +219,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def measure_pickup(name: str, env: dict, tmp: Path, jobs: int, progress) -> list:
+def measure_pickup(name: str, env: dict, tmp: Path, jobs: int, progress,
+                   then: Callable[[], None] | None = None) -> list:
+    """Pickup latency against a worker started for it; `then` runs while that worker is still up."""
     from worker.bench.figures import Figure
 
     task = progress.add_task(f"pickup, {name}: starting worker", total=jobs)
@@ -221,6 +233,8 @@ def measure_pickup(name: str, env: dict, tmp: Path, jobs: int, progress) -> list
                 progress.advance(task)
 
         result = run_child(["--pickup", str(jobs)], env, tmp / f"pickup-{name}.log", on_line)
+        if then:
+            then()
     latencies = result["latencies_ms"]
     p50, p95 = statistics.median(latencies), percentile(latencies, 95)
     budget = PICKUP_BUDGET_MS[name]
@@ -245,12 +259,13 @@ end
 """
 
 
-def run_wrk(url: str, token: str, seconds: int, tmp: Path) -> dict:
+def run_wrk(url: str, token: str, seconds: int, tmp: Path, connections: int = WRK_CONNECTIONS) -> dict:
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
     script = tmp / "job.lua"
     script.write_text(WRK_SCRIPT % {"token": token})
-    out = run_checked(["wrk", "--latency", "-t", str(WRK_THREADS), "-c", str(WRK_CONNECTIONS), "-d", f"{seconds}s",
+    out = run_checked(["wrk", "--latency", "-t", str(min(WRK_THREADS, connections)), "-c", str(connections),
+                       "-d", f"{seconds}s",
                        "--timeout", "5s", "-s", str(script), url], timeout=seconds + 60)
     stats = dict(re.findall(r"(\w+)=(\d+)", "\n".join(l for l in out.splitlines() if l.startswith("BENCH"))))
     if "requests" not in stats:
@@ -276,36 +291,117 @@ def torch_mapped(process) -> bool:
         return False
 
 
-def exercise_web(base: str, setup: dict) -> None:
-    """Pages and API calls a visitor makes, so the worker has loaded what serving them needs."""
+def visited_paths(setup: dict) -> tuple[list[str], list[str]]:
+    """Pages anyone may open, and API calls of the bench's guest: what a visitor makes a web process load."""
+    share, output, photo = setup["share"], setup["output"], setup["photo"]
+    public = ["/", "/consent", "/upload", "/gallery", "/offline", "/sw.js", "/manifest.webmanifest", "/healthz",
+              "/readyz", f"/s/{share}", f"/s/{share}/card.jpg", f"/s/{share}/image", f"/packs/{setup['pack']}/preview",
+              "/api/v1/packs", "/api/v1/consent", "/api/v1/openapi.json"]
+    private = ["/api/v1/me", "/api/v1/jobs", f"/api/v1/jobs/{setup['job']}", "/api/v1/outputs",
+               f"/api/v1/outputs/{output}/image", f"/api/v1/outputs/{output}/thumbnail", f"/api/v1/photos/{photo}",
+               f"/api/v1/photos/{photo}/image"]
+    return public, private
+
+
+def exercise_web(base: str, setup: dict, rounds: int = 4) -> list[str]:
+    """Every visited path a few times (gunicorn spreads them over its workers); the ones answering 5xx."""
     import requests
 
     auth = {"Authorization": f"Bearer {setup['token']}"}
-    for path in ("/", "/consent", "/upload", "/gallery", "/offline", "/sw.js", "/manifest.webmanifest",
-                 "/healthz", "/readyz", f"/s/{setup['share']}", f"/s/{setup['share']}/card.jpg",
-                 f"/s/{setup['share']}/image", "/packs/avatar/preview", "/api/v1/packs", "/api/v1/consent",
-                 "/api/v1/openapi.json"):
-        requests.get(base + path, timeout=30)
-    for path in ("/api/v1/me", "/api/v1/jobs", f"/api/v1/jobs/{setup['job']}", "/api/v1/outputs",
-                 f"/api/v1/outputs/{setup['output']}/image", f"/api/v1/outputs/{setup['output']}/thumbnail",
-                 f"/api/v1/photos/{setup['photo']}", f"/api/v1/photos/{setup['photo']}/image"):
-        requests.get(base + path, headers=auth, timeout=30)
+    public, private = visited_paths(setup)
+    failed = set()
+    for _ in range(rounds):
+        for path, headers in [(p, {}) for p in public] + [(p, auth) for p in private]:
+            if requests.get(base + path, headers=headers, timeout=30).status_code >= 500:
+                failed.add(path)
+    return sorted(failed)
+
+
+def busy_cpu_seconds() -> float:
+    import psutil
+
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+
+
+def cpu_seconds(processes) -> float:
+    import psutil
+
+    total = 0.0
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def bench_postgres_backends() -> list:
+    """The PostgreSQL server processes serving the bench database (their title names it)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(PG_DB in part for part in p.info["cmdline"] or ()):
+            found.append(p)
+    return found
+
+
+def load_with_accounting(url: str, token: str, seconds: int, tmp: Path, web_pid: int, connections: int) -> dict:
+    """One wrk run, and where the machine's CPU went meanwhile: gunicorn, PostgreSQL, wrk, everything else."""
+    import resource
+
+    import psutil
+
+    web = [psutil.Process(web_pid), *psutil.Process(web_pid).children()]
+    pg = bench_postgres_backends()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0, web0, pg0 = busy_cpu_seconds(), cpu_seconds(web), cpu_seconds(pg)
+    stats = run_wrk(url, token, seconds, tmp, connections=connections)
+    busy = busy_cpu_seconds() - busy0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
+    # Backends opened during the run (a gunicorn thread's first query) count from their start.
+    known = {p.pid for p in pg}
+    opened = [p for p in bench_postgres_backends() if p.pid not in known]
+    web_cpu, pg_cpu = cpu_seconds(web) - web0, cpu_seconds(pg) - pg0 + cpu_seconds(opened)
+    elapsed = stats["duration_us"] / 1e6
+    stats["web_ms_per_request"] = web_cpu / max(1, stats["requests"]) * 1000
+    stats["pg_ms_per_request"] = pg_cpu / max(1, stats["requests"]) * 1000
+    stats["other_cpu_percent"] = max(0.0, busy - web_cpu - pg_cpu - wrk) / (elapsed * psutil.cpu_count()) * 100
+    return stats
 
 
 def run(short: bool) -> list:
+    """All service figures; a failure is printed and reported as a failed figure, not raised."""
+    from rich.console import Console
+
+    from worker.bench.figures import Figure
+
+    figures: list[Figure] = []
+    try:
+        measure(short, figures)
+    except Exception as e:  # noqa: BLE001 - the other suites' figures still get printed
+        Console(stderr=True).print_exception()
+        first_line = (str(e).splitlines() or [""])[0][:80]
+        figures.append(Figure(f"service bench failed: {type(e).__name__}: {first_line}", 1, "", "0", False))
+    return figures
+
+
+def measure(short: bool, figures: list) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from worker.bench.figures import Figure
 
     jobs = 10 if short else 30
+    seconds = 5 if short else 10
     # AVATAR_BENCH_SERVICE=pickup or =web runs one half (when working on it); both by default.
     parts = os.getenv("AVATAR_BENCH_SERVICE", "pickup,web").split(",")
-    seconds = 5 if short else 10
     tmp_root = ROOT / "var" / "bench-tmp"
     tmp = tmp_root / f"run-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    figures: list[Figure] = []
     pg_env = bench_env(tmp / "pg", database_url=f"{PG_DSN}/{PG_DB}", redis_url=REDIS_BENCH_URL)
     sqlite_env = bench_env(tmp / "embedded", database_url=f"sqlite:///{tmp / 'embedded' / 'bench.sqlite3'}",
                            redis_url=None)
@@ -314,12 +410,12 @@ def run(short: bool) -> list:
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    with ExitStack() as cleanup, Progress(*columns, transient=False) as progress:
+    with ExitStack() as cleanup, Progress(*columns) as progress:
+        # Callbacks run last-in first-out: processes stop before their databases and folders go.
         if not os.getenv("AVATAR_BENCH_KEEP"):  # set it to keep the logs under var/bench-tmp/
             cleanup.callback(lambda: tmp_root.rmdir() if tmp_root.exists() and not any(tmp_root.iterdir()) else None)
             cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
 
-        # --- databases ---------------------------------------------------------
         step = progress.add_task("databases: create and migrate", total=2)
         drop_pg_database()
         flush_redis()
@@ -331,48 +427,72 @@ def run(short: bool) -> list:
         migrate(sqlite_env)
         progress.advance(step)
 
-        # --- 1. queue pickup ------------------------------------------------------
-        if "pickup" in parts:
-            figures += measure_pickup("redis", pg_env, tmp / "pg", jobs, progress)
-            figures += measure_pickup("embedded", sqlite_env, tmp / "embedded", jobs, progress)
-        if "web" not in parts:
-            return figures
+        web = setup = None
+        base = ""
+        if "web" in parts:
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            web = cleanup.enter_context(gunicorn(pg_env, tmp / "gunicorn.log", port))
 
-        # --- 2. GET /api/v1/jobs/{id} ------------------------------------------------
-        step = progress.add_task("API: start gunicorn, make a finished job", total=3)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        web = cleanup.enter_context(gunicorn(pg_env, tmp / "gunicorn.log", port))
-        with celery_worker(pg_env, tmp / "pg" / "worker-api.log"):
-            setup = run_child(["--api-setup", base], pg_env, tmp / "api-setup.log")
-        progress.advance(step)
-        exercise_web(base, setup)  # warm both gunicorn workers' imports and connections before the load
-        progress.advance(step)
+        def api_setup() -> None:
+            # A guest, a photo and one finished job with one output, made through the API by the worker
+            # that is up for the Redis pickup run.
+            nonlocal setup
+            if web is not None:
+                task = progress.add_task("API: a guest and a finished job through the API", total=1)
+                setup = run_child(["--api-setup", base], pg_env, tmp / "api-setup.log")
+                progress.advance(task)
+
+        # --- 1. queue pickup (and the API's data, while the Redis worker is up) ----------
+        if "pickup" in parts:
+            figures += measure_pickup("redis", pg_env, tmp / "pg", jobs, progress, then=api_setup)
+            figures += measure_pickup("embedded", sqlite_env, tmp / "embedded", jobs, progress)
+        elif web is not None:
+            with celery_worker(pg_env, tmp / "pg" / "worker-api.log"):
+                api_setup()
+        if web is None:
+            return
+
+        # --- 2. GET /api/v1/jobs/{id} on gunicorn, PostgreSQL and Redis -------------------
+        failed = exercise_web(base, setup)  # both gunicorn workers import everything and connect before the load
         url = f"{base}/api/v1/jobs/{setup['job']}"
-        load = progress.add_task(f"API: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} {seconds} s", total=None)
-        stats = run_wrk(url, setup["token"], seconds, tmp)
-        progress.update(load, total=1, completed=1)
-        progress.advance(step)
+        task = progress.add_task(f"API: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} {seconds} s", total=None)
+        stats = load_with_accounting(url, setup["token"], seconds, tmp, web.process.pid, WRK_CONNECTIONS)
+        progress.update(task, total=1, completed=1)
+        light_seconds = max(3, seconds // 2)
+        task = progress.add_task(f"API: wrk -c{WRK_LIGHT_CONNECTIONS} {light_seconds} s", total=None)
+        light = run_wrk(url, setup["token"], light_seconds, tmp, connections=WRK_LIGHT_CONNECTIONS)
+        progress.update(task, total=1, completed=1)
         p95_ms = stats["p95_us"] / 1000
-        ok_load = stats["errors"] == 0
+        errors = stats["errors"] + light["errors"]
+        api = "GET /api/v1/jobs/{id}"
         figures += [
-            Figure(f"GET /api/v1/jobs/{{id}} throughput ({WEB_WORKERS} gunicorn workers, wrk -c{WRK_CONNECTIONS})",
-                   stats["rps"], "req/s", f">= {API_RPS_BUDGET:.0f} req/s", ok_load and stats["rps"] >= API_RPS_BUDGET),
-            Figure("GET /api/v1/jobs/{id} latency p95", p95_ms, "ms", f"<= {API_P95_BUDGET_MS:.0f} ms",
-                   ok_load and p95_ms <= API_P95_BUDGET_MS),
-            Figure("GET /api/v1/jobs/{id} latency p50", stats["p50_us"] / 1000, "ms", "", None),
-            Figure("GET /api/v1/jobs/{id} errors or non-2xx", stats["errors"], "responses", "0", stats["errors"] == 0),
+            Figure(f"{api} throughput ({WEB_WORKERS} gunicorn workers x 4 threads, wrk -c{WRK_CONNECTIONS})",
+                   stats["rps"], "req/s", f">= {API_RPS_BUDGET:.0f} req/s",
+                   not errors and stats["rps"] >= API_RPS_BUDGET),
+            Figure(f"{api} latency p95 (wrk -c{WRK_CONNECTIONS})", p95_ms, "ms", f"<= {API_P95_BUDGET_MS:.0f} ms",
+                   not errors and p95_ms <= API_P95_BUDGET_MS),
+            Figure(f"{api} latency p50 (wrk -c{WRK_CONNECTIONS})", stats["p50_us"] / 1000, "ms", "", None),
+            Figure(f"{api} CPU per request: gunicorn", stats["web_ms_per_request"], "ms", "", None),
+            Figure(f"{api} CPU per request: PostgreSQL", stats["pg_ms_per_request"], "ms", "", None),
+            Figure("other processes' CPU during the load (share of all cores)", stats["other_cpu_percent"], "%", "",
+                   None),
+            Figure(f"{api} throughput (wrk -c{WRK_LIGHT_CONNECTIONS})", light["rps"], "req/s", "", None),
+            Figure(f"{api} latency p95 (wrk -c{WRK_LIGHT_CONNECTIONS})", light["p95_us"] / 1000, "ms", "", None),
+            Figure(f"{api} errors or non-2xx under load", errors, "responses", "0", errors == 0),
         ]
 
         # --- 3. web process memory ----------------------------------------------------
-        step = progress.add_task("web memory", total=2)
-        exercise_web(base, setup)  # after the load, every page and API call once more
+        task = progress.add_task("web memory", total=2)
+        failed = sorted(set(failed) | set(exercise_web(base, setup)))  # after the load, everything once more
+        if failed:
+            progress.console.print(f"[red]answered 5xx while exercising the web process: {', '.join(failed)}")
         workers = worker_processes(web.process.pid)
         rss_mb = max(p.memory_info().rss for p in workers) / 2**20
         torch_in_gunicorn = any(torch_mapped(p) for p in workers)
-        progress.advance(step)
-        probe = run_child(["--memory-probe", setup["token"], setup["job"]], pg_env, tmp / "memory-probe.log")
-        progress.advance(step)
+        progress.advance(task)
+        probe = run_child(["--memory-probe", json.dumps(setup)], pg_env, tmp / "memory-probe.log")
+        progress.advance(task)
         torch_found = bool(probe["torch"]) or torch_in_gunicorn
         figures += [
             Figure(f"web process RSS (largest of {len(workers)} gunicorn workers, after the load)", rss_mb, "MB",
@@ -381,7 +501,6 @@ def run(short: bool) -> list:
                    f"<= {WEB_RSS_BUDGET_MB:.0f} MB", probe["rss_mb"] <= WEB_RSS_BUDGET_MB),
             Figure("torch modules in web process", int(torch_found), "", "0", not torch_found),
         ]
-    return figures
 
 
 # --- Child side: run inside the bench environment (its own DATABASE_URL, broker) ------------
@@ -482,25 +601,25 @@ def child_api_setup(base: str) -> None:
     share = s.post(f"{base}/api/v1/outputs/{output}/shares", json={})
     share.raise_for_status()
     say("RESULT " + json.dumps({"token": token, "job": job_id, "output": output, "photo": photo.json()["id"],
-                                "share": share.json()["token"]}))
+                                "share": share.json()["token"], "pack": packs[0]["slug"]}))
 
 
-def child_memory_probe(token: str, job_id: str) -> None:
-    """The WSGI application in a fresh process, a few pages and API calls, then its RSS and torch."""
+def child_memory_probe(setup: dict) -> None:
+    """The WSGI application in a fresh process, the visited pages and API calls, then its RSS and torch."""
     import psutil
-
-    from avatarapp.wsgi import application  # noqa: F401  (what gunicorn loads)
     from django.test import Client
 
-    client = Client()
-    auth = {"Authorization": f"Bearer {token}"}
-    for path in ("/", "/consent", "/upload", "/gallery", "/offline", "/healthz", "/api/v1/packs",
-                 "/api/v1/openapi.json"):
+    from avatarapp.wsgi import application  # noqa: F401  (what gunicorn loads)
+
+    client = Client(raise_request_exception=False)
+    auth = {"Authorization": f"Bearer {setup['token']}"}
+    public, private = visited_paths(setup)
+    for path in public:
         client.get(path)
-    for path in ("/api/v1/me", "/api/v1/jobs", f"/api/v1/jobs/{job_id}", "/api/v1/outputs"):
+    for path in private:
         client.get(path, headers=auth)
     for _ in range(200):
-        client.get(f"/api/v1/jobs/{job_id}", headers=auth)
+        client.get(f"/api/v1/jobs/{setup['job']}", headers=auth)
     rss_mb = psutil.Process().memory_info().rss / 2**20
     torch = any(name == "torch" or name.startswith("torch.") for name in sys.modules)
     say("RESULT " + json.dumps({"rss_mb": rss_mb, "torch": torch}))
@@ -513,9 +632,9 @@ def main(argv: list[str]) -> int:
     elif argv[:1] == ["--api-setup"]:
         child_api_setup(argv[1])
     elif argv[:1] == ["--memory-probe"]:
-        child_memory_probe(argv[1], argv[2])
+        child_memory_probe(json.loads(argv[1]))
     else:
-        print("usage: python -m worker.bench.service_bench --pickup N | --api-setup BASE | --memory-probe TOKEN JOB",
+        print("usage: python -m worker.bench.service_bench --pickup N | --api-setup BASE | --memory-probe SETUP_JSON",
               file=sys.stderr)
         return 2
     return 0
