@@ -121,3 +121,17 @@ def test_a_preview_needs_a_pack_with_a_fast_mode(api, photo_id):
     assert response.status_code == 400
     assert "preview" in response.json()["error"]["fields"]
     assert api.post("/jobs", {"photo": photo_id, "pack": "avatar", "preview": True}).status_code == 202
+
+
+def test_the_polled_job_read_matches_the_full_serialiser(api, photo_id):
+    """GET /jobs/{id} takes a fast path; it must say exactly what the list endpoint says."""
+    from tests.helpers import store_picture
+
+    _, job, _ = store_picture(api, "avatar")
+    Job.objects.filter(id=job.id).update(status=Job.Status.FAILED, error_code="out_of_memory")
+    queued = api.post("/jobs", {"photo": photo_id, "pack": "cinematic", "count": 2}).json()
+    listed = {j["id"]: j for j in api.get("/jobs").json()["jobs"]}
+    for job_id in (str(job.id), queued["id"]):
+        assert api.get(f"/jobs/{job_id}").json() == listed[job_id]
+    assert listed[str(job.id)]["error"]["code"] == "out_of_memory"
+    assert len(listed[str(job.id)]["outputs"]) == 1

@@ -9,6 +9,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.utils.translation import get_language
 
+from avatarapp.accounts.signals import forget_tokens_of
+
 
 class RememberLanguageMiddleware:
     def __init__(self, get_response):
@@ -22,4 +24,5 @@ class RememberLanguageMiddleware:
         if (user is not None and user.is_authenticated and language and user.language != language
                 and not request.path.startswith("/api/")):
             get_user_model().objects.filter(pk=user.pk).update(language=language)
+            forget_tokens_of(user.pk)
         return response

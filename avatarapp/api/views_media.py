@@ -20,7 +20,7 @@ from avatarapp.api.files import serve_private_file
 from avatarapp.api.schemas import (
     ErrorBody, JobCreatedOut, JobIn, JobOut, JobsOut, OutputsOut, PacksOut, PhotoOut, ShareIn, ShareOut,
 )
-from avatarapp.api.serialise import job_json, output_json, pack_json, photo_json
+from avatarapp.api.serialise import job_json, job_json_by_id, output_json, pack_json, photo_json
 from avatarapp.jobs import actions as job_actions
 from avatarapp.jobs.models import Job, Output
 from avatarapp.outputs import do_delete_output
@@ -136,7 +136,10 @@ def list_jobs(request: HttpRequest):
 
 @router.get("/jobs/{job_id}", response={200: JobOut, 404: ErrorBody})
 def get_job(request: HttpRequest, job_id: UUID):
-    return job_json(own_job(request, job_id))
+    job = job_json_by_id(job_id, request.auth)
+    if job is None:
+        raise ApiError(404, "not_found", _("Job not found."))
+    return job
 
 
 @router.post("/jobs/{job_id}/cancel", response={202: JobOut, 404: ErrorBody, 409: ErrorBody})
