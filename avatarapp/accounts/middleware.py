@@ -18,11 +18,11 @@ class RememberLanguageMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
+        if request.path.startswith("/api/"):
+            return response  # an API client's Accept-Language is not a choice of language
         user = getattr(request, "user", None)
         language = (get_language() or "").split("-")[0]
-        # Only the site's own pages: an API client's Accept-Language is not a choice of language.
-        if (user is not None and user.is_authenticated and language and user.language != language
-                and not request.path.startswith("/api/")):
+        if user is not None and user.is_authenticated and language and user.language != language:
             get_user_model().objects.filter(pk=user.pk).update(language=language)
             forget_tokens_of(user.pk)
         return response
