@@ -8,21 +8,21 @@ the token up again.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
-from django.views.decorators.cache import cache_control
-
-from avatarapp.sharing.cards import CARD_SIZE, get_or_render_card
-from avatarapp.ratelimit import allow, client_ip
-from avatarapp.sharing.models import Report, Share
-from django.contrib import messages
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
+
+from avatarapp.ratelimit import allow, client_ip
+from avatarapp.sharing.cards import CARD_SIZE, get_or_render_card
+from avatarapp.sharing.models import Report, Share
 
 # Shown to the person reporting, in their language (the stored value stays English).
 REPORT_REASONS = [
