@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+import io
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from avatarapp.provenance.metadata import Provenance, provenance_for, save_args
+
+CARD_SIZE = (1200, 630)
+CARD_MAX_BYTES = 300 * 1024
+BRAND_TOP = (76, 29, 149)
+BRAND_BOTTOM = (219, 39, 119)
+
 
 def card_key(output) -> str:
     return f"users/{output.user_id}/cards/{output.id}.jpg"
@@ -11,21 +24,11 @@ def card_keys_for_user(user) -> list[str]:
     return [f"users/{user.id}/cards/{oid}.jpg" for oid in user.outputs.values_list("id", flat=True)]
 
 
-CARD_SIZE = (1200, 630)
-CARD_MAX_BYTES = 300 * 1024
-BRAND_TOP = (76, 29, 149)
-BRAND_BOTTOM = (219, 39, 119)
-
-
-def render_card(portrait_bytes: bytes, provenance=None) -> bytes:
+def render_card(portrait_bytes: bytes, provenance: Provenance | None = None) -> bytes:
     """A 1200x630 JPEG preview card: the portrait centred on the brand gradient.
 
     Social apps crop anything else; 630 px tall with a margin keeps the face whole.
     """
-    import io
-
-    from PIL import Image
-
     width, height = CARD_SIZE
     gradient = Image.linear_gradient("L").resize((width, height))
     card = Image.composite(Image.new("RGB", CARD_SIZE, BRAND_BOTTOM), Image.new("RGB", CARD_SIZE, BRAND_TOP), gradient)
@@ -33,9 +36,7 @@ def render_card(portrait_bytes: bytes, provenance=None) -> bytes:
         portrait = portrait.convert("RGB")
         portrait.thumbnail((height - 60, height - 60), Image.Resampling.LANCZOS)
         card.paste(portrait, ((width - portrait.width) // 2, (height - portrait.height) // 2))
-    from avatarapp.provenance import metadata
-
-    extra = metadata.save_args(provenance) if provenance else {}
+    extra = save_args(provenance) if provenance else {}
     for quality in (85, 75, 65, 50):
         out = io.BytesIO()
         card.save(out, "JPEG", quality=quality, optimize=True, progressive=True, **extra)
@@ -46,21 +47,15 @@ def render_card(portrait_bytes: bytes, provenance=None) -> bytes:
 
 def get_or_render_card(output) -> bytes:
     """The cached card for an output, rendered and stored on first use."""
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
-
     key = card_key(output)
     try:
         with default_storage.open(key, "rb") as f:
             return f.read()
     except (FileNotFoundError, OSError):
         pass
-    from avatarapp.provenance.metadata import provenance_for
-
     with default_storage.open(output.storage_key, "rb") as f:
         portrait = f.read()
     # The card says what the portrait says: same generator, pack and output id.
-    provenance = provenance_for(output.id, output.job.pack.slug)
-    data = render_card(portrait, provenance)
+    data = render_card(portrait, provenance_for(output.id, output.job.pack.slug))
     default_storage.save(key, ContentFile(data))
     return data
