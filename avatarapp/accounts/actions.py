@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from avatarapp.accounts.models import User
+from avatarapp.sharing.cards import card_keys_for_user
 
 
 def do_record_consent(user: User, version: int) -> None:
@@ -23,8 +24,6 @@ def user_file_keys(user: User) -> list[str]:
     keys = list(user.photos.values_list("storage_key", flat=True))
     for key, thumb in user.outputs.values_list("storage_key", "thumbnail_key"):
         keys += [key, thumb]
-    from avatarapp.sharing.cards import card_keys_for_user
-
     keys += card_keys_for_user(user)
     return keys
 
