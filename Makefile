@@ -22,7 +22,7 @@ prepare: install
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py prepare_demo
 	$(PY) manage.py collectstatic --noinput -v0
-	@if command -v msgfmt >/dev/null; then $(PY) manage.py compilemessages -v0 -i ".venv" -i "var"; fi
+	@if command -v msgfmt >/dev/null; then $(PY) manage.py compilemessages -v0 -i ".venv" -i "var" -i "node_modules"; fi
 
 run: prepare
 	$(PY) manage.py serve
@@ -50,8 +50,8 @@ bench-short: prepare
 
 # Re-extract the strings of every language after changing templates or code.
 messages: install
-	for lang in hi bn mr te ta gu kn ml pa or ur; do $(PY) manage.py makemessages -l $$lang -d django --no-obsolete -i ".venv/*" -i "var/*" -i "tests/*" >/dev/null; done
-	$(PY) manage.py compilemessages -v0 -i ".venv" -i "var"
+	for lang in hi bn mr te ta gu kn ml pa or ur; do $(PY) manage.py makemessages -l $$lang -d django --no-obsolete -i ".venv/*" -i "var/*" -i "tests/*" -i "node_modules/*" >/dev/null; done
+	$(PY) manage.py compilemessages -v0 -i ".venv" -i "var" -i "node_modules"
 
 clean:
 	rm -rf var/test var/static
