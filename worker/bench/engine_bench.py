@@ -18,6 +18,12 @@ Everything is built here, with seeded random weights and no download:
 
 Ratios are measured side by side in one run, interleaved (base and pack steps
 alternate in ABBA order) so that drift in the machine's speed cancels out.
+Wall-clock figures assume the 2 cores are the bench's own: when other processes
+run, a step with 2 torch threads waits at every kernel for whichever thread was
+preempted, and its time says more about the neighbours than about the LoRA. So
+the step ratios are also measured as the CPU time of one thread (median of the
+per-pair ratios), which other processes barely move, and the machine's load
+average before and after is part of the table.
 """
 
 from __future__ import annotations
@@ -119,6 +125,11 @@ def cpu_seconds(fn: Callable[[], object]) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def pair_ratio(base: list[float], pack: list[float]) -> float:
+    """Median over interleaved pairs of pack / base: each pair ran under the same machine conditions."""
+    return median([p / b for b, p in zip(base, pack)])
 
 
 def rss_bytes() -> int:
@@ -301,7 +312,7 @@ def pack_switching(stages: Stages, short: bool) -> None:
 
     latent = 32 if short else 64
     pairs = 3 if short else 6
-    cpu_latent, cpu_pairs = 32, 3 if short else 5
+    cpu_latent, cpu_pairs = 32, 5 if short else 7
     switches = 100
     baseline_runs = 5 if short else 9
     fused_switches = 10 if short else 50
@@ -370,8 +381,10 @@ def pack_switching(stages: Stages, short: bool) -> None:
             for _ in PACKS:
                 advance()
             fused_switch = switch_times(fused, fused_switches, advance)
-        with stages.stage(f"fused: {latent * 8}² steps, base/pack", total=pairs + 1) as advance:
-            fused_base, fused_pack = step_times(fused, latent, context, pairs, advance)
+        fused_base = fused_pack = None
+        if not short:  # the CPU-time figure below says the same, and other processes cannot blur it
+            with stages.stage(f"fused: {latent * 8}² steps, base/pack", total=pairs + 1) as advance:
+                fused_base, fused_pack = step_times(fused, latent, context, pairs, advance)
         with stages.stage(f"fused: {cpu_latent * 8}² steps, CPU time, 1 thread", total=cpu_pairs + 1) as advance:
             fused_cpu_base, fused_cpu_pack = step_times(fused, cpu_latent, context, cpu_pairs, advance,
                                                         cpu_time=True, warm_up=cpu_latent != latent)
@@ -397,15 +410,14 @@ def pack_switching(stages: Stages, short: bool) -> None:
     ratio = median(active_pack) / median(active_base)
     stages.add(f"step with a pack active / base step, unfused, {size}", ratio, "x",
                f"<= {STEP_RATIO_BUDGET:g}x", ratio <= STEP_RATIO_BUDGET)
-    stages.add("the same, fastest pack step / fastest base step (noise only adds time)",
-               min(active_pack) / min(active_base), "x")
-    ratio = median(cpu_pack) / median(cpu_base)
-    stages.add(f"step with a pack active / base step, unfused, {cpu_latent * 8}², CPU time of 1 thread "
-               "(immune to other processes)", ratio, "x", f"<= {STEP_RATIO_BUDGET:g}x", ratio <= STEP_RATIO_BUDGET)
-    stages.add(f"step with a pack active / base step, fused, {size}",
-               median(fused_pack) / median(fused_base), "x")
-    stages.add(f"step with a pack active / base step, fused, {cpu_latent * 8}², CPU time of 1 thread",
-               median(fused_cpu_pack) / median(fused_cpu_base), "x")
+    ratio = pair_ratio(cpu_base, cpu_pack)
+    stages.add(f"step with a pack active / base step, unfused, {cpu_latent * 8}², CPU time of 1 thread, "
+               "median of pairs", ratio, "x", f"<= {STEP_RATIO_BUDGET:g}x", ratio <= STEP_RATIO_BUDGET)
+    if fused_base:
+        stages.add(f"step with a pack active / base step, fused, {size}",
+                   median(fused_pack) / median(fused_base), "x")
+    stages.add(f"step with a pack active / base step, fused, {cpu_latent * 8}², CPU time of 1 thread, "
+               "median of pairs (identical work: shows the noise)", pair_ratio(fused_cpu_base, fused_cpu_pack), "x")
     stages.add("pack switch, fused mode (unmerge + merge, median)", 1000 * median(fused_switch), "ms")
     stages.add("fused: base weights' max drift after the merges/unmerges above", drift, "abs")
 
