@@ -114,3 +114,26 @@ def test_hotswap_mode_for_torch_compile_gives_the_same_pixels_as_adapters(engine
         [swapped] = run(swapping, pack, [4])
         [reference] = run(engine, pack, [4])
         assert np.abs(swapped - reference).max() <= 1, pack
+
+
+def test_fused_mode_in_half_precision_restores_the_exact_base_weights_after_many_switches():
+    """Merge-then-unmerge does not round-trip in bf16; the engine restores saved weights instead."""
+    import torch
+
+    from worker.engine import Engine
+
+    fused = Engine(settings.AVATAR_BASE_MODEL, device="cpu", dtype="bf16", lora_mode="fused")
+    fused.load()
+    for slug in ("cinematic", "avatar"):
+        fused.load_pack(slug, "test", Path(settings.AVATAR_PACKS_DIR) / slug,
+                        [{"file": f"{slug}.safetensors", "weight": 1.0}])
+    fused.switch_pack(None)
+    before = {name: w.clone() for name, w in fused.pipe.unet.named_parameters() if "base_layer" in name}
+    for n in range(40):
+        fused.switch_pack(("cinematic", "avatar")[n % 2])
+    changed = {name for name, w in fused.pipe.unet.named_parameters() if name in before and not torch.equal(w, before[name])}
+    assert changed, "a fused pack must change the base weights"
+    fused.switch_pack(None)
+    for name, weight in fused.pipe.unet.named_parameters():
+        if name in before:
+            assert torch.equal(weight, before[name]), name

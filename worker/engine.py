@@ -127,6 +127,7 @@ class Engine:
         self.single_file_config = single_file_config
         self.hotswap_loaded = False
         self.lora_layers: list = []
+        self.pristine_weights: dict[int, torch.Tensor] = {}
         self.pack_adapters: dict[str, list[str]] = {}
         self.fast_adapters: dict[str, str | None] = {}
         self.schedulers: dict = {}
@@ -233,9 +234,17 @@ class Engine:
         return [m for model in modules for m in model.modules() if isinstance(m, BaseTunerLayer)]
 
     def unfuse(self) -> None:
+        """Put the base weights back. From the saved copy, not by subtracting the LoRA again:
+        in bf16/fp16, merge-then-unmerge does not round-trip and repeated switches would
+        slowly corrupt the base model."""
         for layer in self.lora_layers:
             if layer.merged:
-                layer.unmerge()
+                saved = self.pristine_weights.get(id(layer))
+                if saved is None:
+                    layer.unmerge()
+                else:
+                    layer.get_base_layer().weight.data.copy_(saved)
+                    layer.merged_adapters.clear()
 
     # 3. Make one pack (or none) active on the warm pipeline.
     def switch_pack(self, slug: str | None, fast: bool = False) -> None:
@@ -263,6 +272,8 @@ class Engine:
                 layer._active_adapter = present
                 layer._disable_adapters = False
                 if self.lora_mode == "fused":
+                    # Keep the layer's untouched weights once (~190 MB in bf16 for SD1.5).
+                    self.pristine_weights.setdefault(id(layer), layer.get_base_layer().weight.detach().clone())
                     layer.merge(adapter_names=present)
             else:
                 layer._disable_adapters = True
