@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -100,3 +101,10 @@ def store_picture(api: Api, pack: str = "avatar", image=None):
     output = store_output(job, 0, image if image is not None else Image.new("RGB", (512, 512), (90, 140, 200)))
     Job.objects.filter(id=job_id).update(status=Job.Status.SUCCEEDED, progress=1.0)
     return photo, job, output
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -22,19 +22,13 @@ from avatarapp.jobs.models import Job, Output
 from avatarapp.packs.models import StylePack
 from avatarapp.photos.actions import do_upload_photo
 from tests.conftest import WorkerProcess, database_url_for_tests
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, free_port
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
 ]
 FINAL = {Job.Status.SUCCEEDED, Job.Status.FAILED}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OwnRedis:

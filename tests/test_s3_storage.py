@@ -24,15 +24,9 @@ from PIL import Image
 
 from avatarapp.jobs.models import Job
 from tests.conftest import WorkerProcess, database_url_for_tests
-from tests.helpers import new_guest, purge_queue, wait_for_job
+from tests.helpers import free_port, new_guest, purge_queue, wait_for_job
 
 BUCKET = "chhavi-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from avatarapp.packs.demo import DEMO_PACK_VERSION
+
 SEED = 20261121
-DEMO_PACK_VERSION = "1.1.0"
 TEXT_DIM = 64
 MAX_TOKENS = 77
 

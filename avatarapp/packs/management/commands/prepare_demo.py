@@ -5,6 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from avatarapp.packs.demo import DEMO_PACK_SLUGS, DEMO_PACK_VERSION
 from avatarapp.packs.registry import sync_packs
 
 
@@ -20,11 +21,11 @@ class Command(BaseCommand):
         uses_demo = model_dir == demo_dir
         # Demo packs are rebuilt when this code ships a newer version of them (the version line
         # is read as text: this command must not import the worker's torch just to check).
-        demo_version = 'version = "1.1.0"'
+        demo_version = f'version = "{DEMO_PACK_VERSION}"'
         packs_missing = any(
             not (settings.AVATAR_PACKS_DIR / slug / "pack.toml").is_file()
             or demo_version not in (settings.AVATAR_PACKS_DIR / slug / "pack.toml").read_text()
-            for slug in ("cinematic", "avatar"))
+            for slug in DEMO_PACK_SLUGS)
         if force or (uses_demo and not (model_dir / "model_index.json").is_file()) or packs_missing:
             # Imported here: only this command (and the worker) may load torch.
             from worker.demo_model import build_demo
