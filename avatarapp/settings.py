@@ -7,6 +7,7 @@ needs no server. With them it uses PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -236,6 +237,7 @@ AVATAR_DTYPE = envstr("AVATAR_DTYPE", "auto")  # auto, fp32, fp16, bf16
 AVATAR_LORA_MODE = envstr("AVATAR_LORA_MODE", "auto")  # auto, active, fused
 AVATAR_COMPILE = envbool("AVATAR_COMPILE", "False")  # torch.compile the UNet (packs then hotswap)
 AVATAR_MAX_LORA_RANK = envint("AVATAR_MAX_LORA_RANK", 64)  # hotswap slot size in compile mode
+AVATAR_TORCH_THREADS = envint("AVATAR_TORCH_THREADS", os.cpu_count() or 1)  # CPU threads for torch in a worker
 AVATAR_MAX_BATCH = envint("AVATAR_MAX_BATCH", 4)  # pictures per denoising batch
 AVATAR_HEARTBEAT_TIMEOUT = envint("AVATAR_HEARTBEAT_TIMEOUT", 120)
 AVATAR_REQUEUE_AFTER = envint("AVATAR_REQUEUE_AFTER", 300)
@@ -252,12 +254,17 @@ AVATAR_RATE_LOGINS_PER_HOUR = envint("AVATAR_RATE_LOGINS_PER_HOUR", 20)
 AVATAR_RATE_UPLOADS_PER_HOUR = envint("AVATAR_RATE_UPLOADS_PER_HOUR", 60)
 AVATAR_PROGRESS_INTERVAL = envfloat("AVATAR_PROGRESS_INTERVAL", 0.25)
 AVATAR_MAX_ATTEMPTS = envint("AVATAR_MAX_ATTEMPTS", 3)
+# Test hook: while this file exists, the worker holds every running job after its first
+# denoising step (progress written, cancels still honoured). Tests use it to look at a job
+# mid-run without racing the clock. Empty (the default) turns the hook off.
+AVATAR_HOLD_FILE = envstr("AVATAR_HOLD_FILE")
 
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
 # Provenance: the visible "AI-generated" label, embedded metadata and watermark.

@@ -100,6 +100,20 @@ class ProgressWriter:
         self.last_write = 0.0
 
     def __call__(self, done: int, total: int) -> bool:
+        keep_going = self.write(done, total)
+        if keep_going and settings.AVATAR_HOLD_FILE:
+            keep_going = self.hold()
+        return keep_going
+
+    def hold(self) -> bool:
+        """Test hook: wait while AVATAR_HOLD_FILE exists; stop waiting (and the loop) on a cancel."""
+        while os.path.exists(settings.AVATAR_HOLD_FILE):
+            if not Job.objects.filter(id__in=self.ids, status=Job.Status.RUNNING).exists():
+                return False
+            time.sleep(0.02)
+        return True
+
+    def write(self, done: int, total: int) -> bool:
         now = time.monotonic()
         if done < total and now - self.last_write < settings.AVATAR_PROGRESS_INTERVAL:
             # Between writes a cheap read still honours a cancel at the next step.
