@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # torch==2.13.0 is the CPU wheel on these machines' disk; see constraints.txt.
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install prepare run worker web test test-fast bench bench-short browser-deps messages lint clean
+.PHONY: install prepare run worker web test test-fast bench bench-short bench-deps browser-deps messages lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,8 @@ install: $(STAMP)
 
 prepare: install
 	$(PY) manage.py migrate --noinput -v0
-	$(PY) manage.py prepare_demo
+	$(PY) -m worker.demo_model build
+	$(PY) manage.py register_packs
 	$(PY) manage.py collectstatic --noinput -v0
 	@if command -v msgfmt >/dev/null; then $(PY) manage.py compilemessages -v0 -i ".venv" -i "var" -i "node_modules"; fi
 
@@ -42,15 +43,40 @@ browser-deps:
 test: prepare browser-deps
 	$(PY) -m pytest
 
-bench: prepare
-	$(PY) -m worker.bench
+# The benchmarks (bench/, `python -m bench --help`): the `bench` extras, Debian's wrk as the
+# load generator, chromium for the page measurements. Each run writes var/bench.json.
+BENCH_STAMP := $(VENV)/.bench-installed
 
-bench-short: prepare
-	$(PY) -m worker.bench --short
+$(BENCH_STAMP): $(STAMP)
+	$(PIP_INSTALL) -e ".[worker,bench]"
+	touch $(BENCH_STAMP)
+
+bench-deps: $(BENCH_STAMP) browser-deps
+	@command -v wrk >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
+
+bench: prepare bench-deps
+	$(PY) -m bench
+
+bench-short: prepare bench-deps
+	$(PY) -m bench --short
+
+# The import contracts (pyproject's [tool.importlinter]: avatarapp never imports worker, doors ->
+# actions -> models -> lib), ruff, and mypy with Django's stubs.
+LINT_STAMP := $(VENV)/.lint-installed
+
+$(LINT_STAMP): $(STAMP)
+	$(PIP_INSTALL) -e ".[worker,test,lint]"
+	touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check avatarapp worker bench tests
+	$(VENV)/bin/mypy
 
 # Re-extract the strings of every language after changing templates or code.
 messages: install
-	for lang in hi bn mr te ta gu kn ml pa or ur; do $(PY) manage.py makemessages -l $$lang -d django --no-obsolete -i ".venv/*" -i "var/*" -i "tests/*" -i "node_modules/*" >/dev/null; done
+	for lang in hi bn mr te ta gu kn ml pa or ur as brx doi ks kok mai mni ne sa sat sd; do $(PY) manage.py makemessages -l $$lang -d django --no-obsolete -i ".venv/*" -i "var/*" -i "tests/*" -i "node_modules/*" >/dev/null; done
 	$(PY) manage.py compilemessages -v0 -i ".venv" -i "var" -i "node_modules"
 
 clean:

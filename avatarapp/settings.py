@@ -9,21 +9,39 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
-from django.utils.translation import gettext_lazy as _
+from django.core.exceptions import ImproperlyConfigured
 
-from avatarapp.env import envbool, envfloat, envint, envstr
+from avatarapp import languages
+from avatarapp.env import envbool, envchoice, envfloat, envint, envsecret, envstr, stored_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("AVATAR_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-SECRET_KEY = envstr("SECRET_KEY", "dev-only-insecure-key-change-me-in-production")
 DEBUG = envbool("DEBUG", "False")
+# Without SECRET_KEY (a fresh clone, `make run`, `make test`) a random key is made once
+# and kept in var/secret_key, as self-hosted apps do: every process on this machine
+# shares it, and no well-known key ever signs a session. A deployment with several
+# machines sets SECRET_KEY (or SECRET_KEY_FILE) so they all agree.
+SECRET_KEY = envsecret("SECRET_KEY") or stored_secret("SECRET_KEY", VAR_DIR / "secret_key")
+# The key this project once shipped as its default: published, so it signs nothing real.
+OLD_DEV_SECRET_KEY = "dev-only-insecure-key-change-me-in-production"
+if not DEBUG and (SECRET_KEY == OLD_DEV_SECRET_KEY or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is the published development key or shorter than 32 characters, which is "
+        "refused while DEBUG is off; set SECRET_KEY (or SECRET_KEY_FILE) to a long random value, "
+        "or leave it unset to have one generated in var/secret_key"
+    )
 ALLOWED_HOSTS = [h for h in envstr("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
 # Absolute base of links that leave the site (share pages, preview cards).
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+if urlsplit(SITE_URL).scheme not in ("http", "https") or not urlsplit(SITE_URL).netloc:
+    raise ImproperlyConfigured(f"Unexpected value SITE_URL={SITE_URL}, use an absolute http:// or https:// URL")
+# The port `manage.py serve` (`make run`) listens on, on 127.0.0.1.
+PORT = envint("PORT", 8000, min=1, max=65535)
 CSRF_TRUSTED_ORIGINS = [SITE_URL]
 
 INSTALLED_APPS = [
@@ -47,6 +65,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    "avatarapp.front.middleware.NoticeLanguageFallbackMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -70,17 +89,22 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "avatarapp.front.middleware.language_choices",
             ],
         },
     },
 ]
 
 # --- Database -------------------------------------------------------------
-DATABASES = {
-    "default": dj_database_url.parse(
-        envstr("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
-    )
-}
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            envsecret("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
+        )
+    }
+except ValueError as e:
+    # The message names the scheme, never the URL: it may hold a password.
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL this app can use: {e}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the worker write to the same file: WAL lets readers go
     # on while one writes, IMMEDIATE takes the write lock up front so two
@@ -97,7 +121,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache (rate limits) --------------------------------------------------
-REDIS_URL = envstr("REDIS_URL")
+REDIS_URL = envsecret("REDIS_URL")
+if REDIS_URL and urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
+    raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix://")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -115,10 +141,18 @@ BROKER_DIR = Path(envstr("AVATAR_BROKER_DIR", str(VAR_DIR / "broker")))
 if not REDIS_URL:
     for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+CELERY_TASK_SOFT_TIME_LIMIT = envint("AVATAR_SOFT_TIME_LIMIT", 600, min=5, max=86400)
+CELERY_TASK_TIME_LIMIT = envint("AVATAR_HARD_TIME_LIMIT", 900, min=10, max=86400)
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    # The soft limit is what lets a job fail cleanly (row marked, files removed) before the hard kill.
+    raise ImproperlyConfigured(
+        f"AVATAR_SOFT_TIME_LIMIT={CELERY_TASK_SOFT_TIME_LIMIT} must be less than "
+        f"AVATAR_HARD_TIME_LIMIT={CELERY_TASK_TIME_LIMIT}"
+    )
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
     # The hard time limit plus a margin: Redis re-delivers an unacknowledged
     # message only after this, so it must outlast the longest legitimate job.
-    {"visibility_timeout": envint("AVATAR_HARD_TIME_LIMIT", 900) + 300}
+    {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
     if REDIS_URL
     else {
         "data_folder_in": str(BROKER_DIR / "queue"),
@@ -133,15 +167,27 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
 CELERY_TASK_ROUTES = {
     "worker.tasks.generate_job": {"queue": "gpu"},
     "worker.tasks.reap_stale_jobs": {"queue": "maintenance"},
+    "worker.tasks.sweep_retention": {"queue": "maintenance"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 CELERY_BEAT_SCHEDULE_FILENAME = envstr("AVATAR_BEAT_SCHEDULE", str(VAR_DIR / "celerybeat-schedule"))
 # The reaper re-queues or fails jobs whose worker died, and re-sends messages a broker lost.
+AVATAR_REAPER_INTERVAL = envfloat("AVATAR_REAPER_INTERVAL", 30.0, min=1.0, max=3600.0)
+# Retention: expired photos, expired share links and their cards, and files no row owns are
+# deleted every AVATAR_RETENTION_INTERVAL seconds (the consent text quotes this interval).
+AVATAR_RETENTION_INTERVAL = envfloat("AVATAR_RETENTION_INTERVAL", 600.0, min=1.0, max=3600.0)
+# A file with no row is only swept once this old: an upload in flight writes its file first.
+AVATAR_ORPHAN_GRACE_MINUTES = envint("AVATAR_ORPHAN_GRACE_MINUTES", 60, min=0, max=7 * 24 * 60)
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {
         "task": "worker.tasks.reap_stale_jobs",
-        "schedule": envfloat("AVATAR_REAPER_INTERVAL", 30.0),
-        "options": {"expires": envfloat("AVATAR_REAPER_INTERVAL", 30.0)},
+        "schedule": AVATAR_REAPER_INTERVAL,
+        "options": {"expires": AVATAR_REAPER_INTERVAL},
+    },
+    "sweep-retention": {
+        "task": "worker.tasks.sweep_retention",
+        "schedule": AVATAR_RETENTION_INTERVAL,
+        "options": {"expires": AVATAR_RETENTION_INTERVAL},
     },
 }
 CELERY_TASK_IGNORE_RESULT = True
@@ -153,10 +199,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # otherwise repeat forever. The job row counts attempts instead, and the reaper
 # decides whether a job whose heartbeat stopped runs again.
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
-CELERY_TASK_SOFT_TIME_LIMIT = envint("AVATAR_SOFT_TIME_LIMIT", 600)
-CELERY_TASK_TIME_LIMIT = envint("AVATAR_HARD_TIME_LIMIT", 900)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A pool process loads the base model, every pack and runs a warm-up before it takes
+# work. Celery kills a pool process it started again (after a crash) that is not up
+# within this, 4 s by default, which a real SD1.5 or SDXL model on a cold disk never is,
+# and then starts another, forever. The worker also gives its first ones this long.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = envint("AVATAR_WORKER_START_TIMEOUT", 900, min=5, max=7200)
 
 # --- Storage --------------------------------------------------------------
 MEDIA_ROOT = Path(envstr("AVATAR_MEDIA_ROOT", str(VAR_DIR / "media")))
@@ -173,8 +222,8 @@ if AWS_STORAGE_BUCKET_NAME:
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
             "endpoint_url": envstr("AWS_S3_ENDPOINT_URL") or None,
             "region_name": envstr("AWS_S3_REGION_NAME") or None,
-            "access_key": envstr("AWS_ACCESS_KEY_ID") or None,
-            "secret_key": envstr("AWS_SECRET_ACCESS_KEY") or None,
+            "access_key": envsecret("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": envsecret("AWS_SECRET_ACCESS_KEY") or None,
             "default_acl": None,
             "querystring_auth": True,
             "querystring_expire": 300,
@@ -194,20 +243,10 @@ STORAGES = {
 
 # --- Internationalisation ---------------------------------------------------
 LANGUAGE_CODE = "en"
-LANGUAGES = [
-    ("en", "English"),
-    ("hi", "हिन्दी"),
-    ("bn", "বাংলা"),
-    ("mr", "मराठी"),
-    ("te", "తెలుగు"),
-    ("ta", "தமிழ்"),
-    ("gu", "ગુજરાતી"),
-    ("kn", "ಕನ್ನಡ"),
-    ("ml", "മലയാളം"),
-    ("pa", "ਪੰਜਾਬੀ"),
-    ("or", "ଓଡ଼ିଆ"),
-    ("ur", "اردو"),
-]
+# Twelve languages for the whole site, plus the rest of the Eighth Schedule for the privacy
+# notice and its pages (see avatarapp/languages.py).
+LANGUAGES = languages.ALL_LANGUAGES
+LANGUAGES_BIDI = languages.RIGHT_TO_LEFT
 LOCALE_PATHS = [BASE_DIR / "locale"]
 LANGUAGE_COOKIE_NAME = "chhavi_lang"
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
@@ -215,9 +254,7 @@ USE_I18N = True
 USE_TZ = True
 TIME_ZONE = "Asia/Kolkata"
 
-from avatarapp import languages  # noqa: E402  (registers gu and or with Django)
-
-languages.register_missing()
+languages.register_missing()  # Django's LANG_INFO lacks most scheduled languages
 
 # --- Sessions and security --------------------------------------------------
 SESSION_COOKIE_AGE = 90 * 24 * 3600
@@ -228,38 +265,58 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- Chhavi -------------------------------------------------------------------
+# Every setting with a fixed set of values is checked here, at start-up, so a typo
+# (AVATAR_DTYPE=float16) stops the process with a message instead of failing each job.
+AVATAR_BASE_FAMILIES = ("auto", "sd15", "sdxl")
+AVATAR_DEVICES = ("auto", "cuda", "mps", "cpu")
+AVATAR_DTYPES = ("auto", "fp32", "fp16", "bf16")
+AVATAR_LORA_MODES = ("auto", "active", "fused")
+# The corners worker/provenance/label.py can draw the label in (a test keeps the two equal).
+AVATAR_LABEL_POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 AVATAR_BASE_MODEL = envstr("AVATAR_BASE_MODEL", str(VAR_DIR / "models" / "demo"))
-AVATAR_BASE_FAMILY = envstr("AVATAR_BASE_FAMILY", "auto")  # auto, sd15, sdxl
-AVATAR_BASE_CONFIG = envstr("AVATAR_BASE_CONFIG")  # a local diffusers folder with the configs for a single-file checkpoint
+AVATAR_BASE_FAMILY = envchoice("AVATAR_BASE_FAMILY", "auto", AVATAR_BASE_FAMILIES)
+# A local diffusers folder with the configs for a single-file checkpoint.
+AVATAR_BASE_CONFIG = envstr("AVATAR_BASE_CONFIG")
 AVATAR_PACKS_DIR = Path(envstr("AVATAR_PACKS_DIR", str(VAR_DIR / "packs")))
-AVATAR_DEVICE = envstr("AVATAR_DEVICE", "auto")  # auto, cuda, mps, cpu
-AVATAR_DTYPE = envstr("AVATAR_DTYPE", "auto")  # auto, fp32, fp16, bf16
-AVATAR_LORA_MODE = envstr("AVATAR_LORA_MODE", "auto")  # auto, active, fused
+AVATAR_DEVICE = envchoice("AVATAR_DEVICE", "auto", AVATAR_DEVICES)
+AVATAR_DTYPE = envchoice("AVATAR_DTYPE", "auto", AVATAR_DTYPES)
+AVATAR_LORA_MODE = envchoice("AVATAR_LORA_MODE", "auto", AVATAR_LORA_MODES)
 AVATAR_COMPILE = envbool("AVATAR_COMPILE", "False")  # torch.compile the UNet (packs then hotswap)
-AVATAR_MAX_LORA_RANK = envint("AVATAR_MAX_LORA_RANK", 64)  # hotswap slot size in compile mode
-AVATAR_TORCH_THREADS = envint("AVATAR_TORCH_THREADS", os.cpu_count() or 1)  # CPU threads for torch in a worker
-AVATAR_MAX_BATCH = envint("AVATAR_MAX_BATCH", 4)  # pictures per denoising batch
-AVATAR_HEARTBEAT_TIMEOUT = envint("AVATAR_HEARTBEAT_TIMEOUT", 120)
-AVATAR_REQUEUE_AFTER = envint("AVATAR_REQUEUE_AFTER", 300)
-AVATAR_CONSENT_VERSION = envint("AVATAR_CONSENT_VERSION", 1)
-AVATAR_MAX_UPLOAD_BYTES = envint("AVATAR_MAX_UPLOAD_BYTES", 15 * 1024 * 1024)
-AVATAR_MAX_PIXELS = envint("AVATAR_MAX_PIXELS", 40_000_000)
-AVATAR_MIN_SIDE = envint("AVATAR_MIN_SIDE", 256)
-AVATAR_STORED_MAX_SIDE = envint("AVATAR_STORED_MAX_SIDE", 2048)
-AVATAR_PHOTO_TTL_HOURS = envint("AVATAR_PHOTO_TTL_HOURS", 24)
-AVATAR_DAILY_QUOTA = envint("AVATAR_DAILY_QUOTA", 40)
-AVATAR_GUEST_DAILY_QUOTA = envint("AVATAR_GUEST_DAILY_QUOTA", 12)
-AVATAR_RATE_GUESTS_PER_HOUR = envint("AVATAR_RATE_GUESTS_PER_HOUR", 30)
-AVATAR_RATE_LOGINS_PER_HOUR = envint("AVATAR_RATE_LOGINS_PER_HOUR", 20)
-AVATAR_RATE_UPLOADS_PER_HOUR = envint("AVATAR_RATE_UPLOADS_PER_HOUR", 60)
-AVATAR_PROGRESS_INTERVAL = envfloat("AVATAR_PROGRESS_INTERVAL", 0.25)
-AVATAR_MAX_ATTEMPTS = envint("AVATAR_MAX_ATTEMPTS", 3)
+AVATAR_MAX_LORA_RANK = envint("AVATAR_MAX_LORA_RANK", 64, min=1, max=1024)  # hotswap slot size in compile mode
+# CPU threads for torch in a worker.
+AVATAR_TORCH_THREADS = envint("AVATAR_TORCH_THREADS", os.cpu_count() or 1, min=1, max=1024)
+AVATAR_MAX_BATCH = envint("AVATAR_MAX_BATCH", 4, min=1, max=64)  # pictures per denoising batch
+AVATAR_HEARTBEAT_TIMEOUT = envint("AVATAR_HEARTBEAT_TIMEOUT", 120, min=1, max=86400)
+AVATAR_REQUEUE_AFTER = envint("AVATAR_REQUEUE_AFTER", 300, min=1, max=86400)
+AVATAR_CONSENT_VERSION = envint("AVATAR_CONSENT_VERSION", 1, min=1, max=1_000_000)
+AVATAR_MAX_UPLOAD_BYTES = envint("AVATAR_MAX_UPLOAD_BYTES", 15 * 1024 * 1024, min=1024, max=200 * 1024 * 1024)
+AVATAR_MAX_PIXELS = envint("AVATAR_MAX_PIXELS", 40_000_000, min=65_536, max=500_000_000)
+AVATAR_MIN_SIDE = envint("AVATAR_MIN_SIDE", 256, min=32, max=4096)
+AVATAR_STORED_MAX_SIDE = envint("AVATAR_STORED_MAX_SIDE", 2048, min=256, max=16384)
+if AVATAR_STORED_MAX_SIDE < AVATAR_MIN_SIDE:
+    raise ImproperlyConfigured(
+        f"AVATAR_STORED_MAX_SIDE={AVATAR_STORED_MAX_SIDE} must not be less than AVATAR_MIN_SIDE={AVATAR_MIN_SIDE}"
+    )
+AVATAR_PHOTO_TTL_HOURS = envint("AVATAR_PHOTO_TTL_HOURS", 24, min=1, max=24 * 365)
+# Pictures a day; 0 is allowed and turns generation off for that kind of account.
+AVATAR_DAILY_QUOTA = envint("AVATAR_DAILY_QUOTA", 40, min=0, max=1_000_000)
+AVATAR_GUEST_DAILY_QUOTA = envint("AVATAR_GUEST_DAILY_QUOTA", 12, min=0, max=1_000_000)
+AVATAR_RATE_GUESTS_PER_HOUR = envint("AVATAR_RATE_GUESTS_PER_HOUR", 30, min=1, max=1_000_000)
+AVATAR_RATE_LOGINS_PER_HOUR = envint("AVATAR_RATE_LOGINS_PER_HOUR", 20, min=1, max=1_000_000)
+AVATAR_RATE_UPLOADS_PER_HOUR = envint("AVATAR_RATE_UPLOADS_PER_HOUR", 60, min=1, max=1_000_000)
+AVATAR_PROGRESS_INTERVAL = envfloat("AVATAR_PROGRESS_INTERVAL", 0.25, min=0.0, max=60.0)
+AVATAR_MAX_ATTEMPTS = envint("AVATAR_MAX_ATTEMPTS", 3, min=1, max=100)
+# A worker that is warm records itself (avatarapp.ops.models.WorkerStatus) and refreshes
+# the record every third of this; /readyz counts only workers seen within it.
+AVATAR_WORKER_STALE_AFTER = envint("AVATAR_WORKER_STALE_AFTER", 30, min=3, max=3600)
 # Test hook: while this file exists, the worker holds every running job after its first
 # denoising step (progress written, cancels still honoured). Tests use it to look at a job
 # mid-run without racing the clock. Empty (the default) turns the hook off.
 AVATAR_HOLD_FILE = envstr("AVATAR_HOLD_FILE")
 
-LOG_LEVEL = envstr("LOG_LEVEL", "INFO")
+LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", LOG_LEVELS)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -271,8 +328,20 @@ LOGGING = {
 AVATAR_LABEL = envbool("AVATAR_LABEL", "True")
 AVATAR_C2PA = envbool("AVATAR_C2PA", "True")  # C2PA manifest on each output (needs c2pa-python)
 AVATAR_C2PA_CERT = envstr("AVATAR_C2PA_CERT")  # PEM chain, signer first; empty = a local self-signed one
+# A path, like the certificate: a mounted secret is pointed at, so no AVATAR_C2PA_KEY_FILE.
 AVATAR_C2PA_KEY = envstr("AVATAR_C2PA_KEY")
-AVATAR_LABEL_POSITION = envstr("AVATAR_LABEL_POSITION", "bottom-right")
-AVATAR_LABEL_SCALE = envfloat("AVATAR_LABEL_SCALE", 0.04)
+AVATAR_LABEL_POSITION = envchoice("AVATAR_LABEL_POSITION", "bottom-right", AVATAR_LABEL_POSITIONS)
+AVATAR_LABEL_SCALE = envfloat("AVATAR_LABEL_SCALE", 0.04, min=0.005, max=0.5)  # text size, share of the height
 AVATAR_LABEL_FONT_DIRS = [Path(p) for p in envstr(
     "AVATAR_LABEL_FONT_DIRS", "/usr/share/fonts/truetype/noto:/usr/share/fonts/truetype/dejavu").split(":") if p]
+
+# Accounts: password-reset links go by email, codes by text message. Both backends print to the
+# log by default (development); operators point them at their own mail server and SMS gateway.
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, min=1, max=65535)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "False")
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Chhavi <noreply@localhost>")
+AVATAR_SMS_BACKEND = envstr("AVATAR_SMS_BACKEND", "avatarapp.lib.sms.ConsoleSmsBackend")

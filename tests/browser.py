@@ -14,27 +14,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bench.phone import CHROMIUM, CHROMIUM_ARGS, PHONE
+from tests.helpers import third_party_urls
+
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 FIXTURES = Path(__file__).parent / "fixtures"
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-gpu"]
-# A Pixel 7-class Android phone running Chrome.
-PHONE = {
-    "viewport": {"width": 412, "height": 915},
-    "screen": {"width": 412, "height": 915},
-    "device_scale_factor": 2.625,
-    "is_mobile": True,
-    "has_touch": True,
-    "user_agent": ("Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 "
-                   "(KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36"),
-}
 SMALL_PHONE = {"width": 360, "height": 640}
 MIN_TARGET = 48  # px, the smallest comfortable touch target
-# Addresses a page makes up itself and that never reach a network.
-LOCAL_SCHEMES = ("data", "blob", "about", "chrome", "chrome-extension")
 
 # What counts as a touch target: buttons, links, selects, submit inputs, and
 # anything styled as a button (the file picker's label) or opening a disclosure.
@@ -109,9 +97,7 @@ class Phone:
         self.page = self.context.new_page()
 
     def third_party_requests(self) -> list[str]:
-        own = urlsplit(self.base_url).netloc
-        return [url for url in self.requests
-                if urlsplit(url).scheme not in LOCAL_SCHEMES and urlsplit(url).netloc != own]
+        return third_party_urls(self.requests, self.base_url)
 
     def assert_only_own_requests(self) -> None:
         assert self.requests, "no request was recorded at all"

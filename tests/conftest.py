@@ -3,6 +3,11 @@
 The worker is a separate process (`celery -A worker.app worker`) on the real
 broker, Redis when REDIS_URL is set, kombu's filesystem transport otherwise,
 reading and writing the same test database as the tests.
+
+Every worker started here has its own hold file (AVATAR_HOLD_FILE, normally
+absent): inside ``with worker.hold_jobs():`` a running job pauses after writing
+the progress of each denoising step, so a test can look at a job mid-run, cancel
+it or kill its worker without racing the clock.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,9 +51,22 @@ class WorkerProcess:
         from avatarapp.ops.processes import worker_command
 
         self.log_path = log_path
+        self.hold_file = log_path.with_suffix(".hold")
+        self.hold_file.unlink(missing_ok=True)
         self.log = log_path.open("w")
-        self.process = subprocess.Popen(worker_command(hostname=f"test-{os.getpid()}@%h"), cwd=ROOT, env=env,
+        self.process = subprocess.Popen(worker_command(hostname=f"test-{os.getpid()}@%h"), cwd=ROOT,
+                                        env={**env, "AVATAR_HOLD_FILE": str(self.hold_file)},
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @contextmanager
+    def hold_jobs(self) -> Iterator[None]:
+        """Inside the block, this worker's running jobs stop after each step's progress write
+        (and leave the loop if cancelled meanwhile); leaving the block lets them go on."""
+        self.hold_file.touch(exist_ok=False)
+        try:
+            yield
+        finally:
+            self.hold_file.unlink(missing_ok=True)
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -58,7 +78,23 @@ class WorkerProcess:
             time.sleep(0.2)
         raise RuntimeError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
 
+    def waiting_to_store(self) -> bool:
+        """True while a job waits at the hold before storing its pictures."""
+        return self.hold_file.with_suffix(".hold.store.waiting").exists()
+
+    @contextmanager
+    def hold_before_storing(self) -> Iterator[None]:
+        """Inside this block a job that finished denoising waits before storing its pictures."""
+        store_hold = self.hold_file.with_suffix(".hold.store")
+        store_hold.touch(exist_ok=False)
+        try:
+            yield
+        finally:
+            store_hold.unlink(missing_ok=True)
+
     def stop(self) -> None:
+        self.hold_file.with_suffix(".hold.store").unlink(missing_ok=True)
+        self.hold_file.unlink(missing_ok=True)  # a held job would keep a warm shutdown waiting
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:

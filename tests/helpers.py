@@ -1,13 +1,19 @@
-"""Small helpers the tests share: an API client that speaks bearer tokens, and queue probes."""
+"""Small helpers the tests share: an API client that speaks bearer tokens, queue probes, and
+(re-exported from avatarapp.ops.processes, which the benchmarks use too) the process helpers."""
 
 from __future__ import annotations
 
 import json
-import socket
+import re
 import time
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 from django.test import Client
+
+# One way to start, wait for and stop a process, shared with `serve` and bench/.
+from avatarapp.ops.processes import LoggedProcess, ProcessFailed, free_port  # noqa: F401
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -41,10 +47,60 @@ class Api:
     def upload(self, data: bytes, name: str = "photo.jpg"):
         from django.core.files.uploadedfile import SimpleUploadedFile
 
-        return self.client.post(f"/api/v1/photos", {"image": SimpleUploadedFile(name, data)}, headers=self.headers())
+        return self.client.post("/api/v1/photos", {"image": SimpleUploadedFile(name, data)}, headers=self.headers())
 
     def upload_fixture(self, name: str = "portrait.jpg"):
         return self.upload((FIXTURES / name).read_bytes(), name)
+
+
+# Addresses a page makes up itself and that never reach a network.
+LOCAL_SCHEMES = ("data", "blob", "about", "chrome", "chrome-extension")
+
+
+def third_party_urls(urls, base_url: str) -> list[str]:
+    """The URLs among `urls` that reach a host other than the site at `base_url`.
+
+    Each is read the way a browser reads it on one of the site's pages: a relative URL stays
+    on the site, but a protocol-relative one (`//cdn.example.com/x.js`, or `/\\cdn.example.com`,
+    which browsers take for the same) goes to another host, and so does any scheme but the
+    few a page makes up itself (data:, blob:, about:).
+    """
+    own = urlsplit(base_url)
+    offenders = []
+    for url in urls:
+        # Browsers drop tabs and newlines anywhere in a URL, and read a backslash as a slash.
+        cleaned = re.sub(r"[\t\n\r]", "", url).strip().replace("\\", "/")
+        absolute = urlsplit(urljoin(base_url.rstrip("/") + "/", cleaned))
+        if absolute.scheme in LOCAL_SCHEMES:
+            continue
+        if absolute.scheme not in ("http", "https", "ws", "wss") or absolute.netloc.lower() != own.netloc.lower():
+            offenders.append(url)
+    return offenders
+
+
+class _LinkCollector(HTMLParser):
+    ATTRIBUTES = {"src", "href", "action", "formaction", "poster", "data", "srcset", "imagesrcset"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name not in self.ATTRIBUTES or value is None:
+                continue
+            if name.endswith("srcset"):  # "a.webp 1x, b.webp 2x"
+                self.urls.extend(part.split()[0] for part in value.split(",") if part.strip())
+            else:
+                self.urls.append(value)
+
+
+def urls_in_html(html: str) -> list[str]:
+    """Every URL a page's markup points at (attribute values unescaped, as a browser sees them)."""
+    collector = _LinkCollector()
+    collector.feed(html)
+    collector.close()
+    return collector.urls
 
 
 def new_guest(language: str | None = None, consent: bool = True) -> Api:
@@ -74,7 +130,18 @@ def purge_queue() -> None:
         conn.default_channel.queue_purge("gpu")
 
 
-def wait_for_job(api: Api, job_id: str, timeout: float = 90, until=("succeeded", "failed", "canceled")) -> tuple[dict, list[float]]:
+def wait_until(predicate, timeout: float, what: str) -> None:
+    """Poll until predicate() is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_for_job(api: Api, job_id: str, timeout: float = 90,
+                 until=("succeeded", "failed", "canceled")) -> tuple[dict, list[float]]:
     """Poll the job until it reaches a final state; return it and the progress values seen."""
     seen = []
     deadline = time.monotonic() + timeout
@@ -103,8 +170,30 @@ def store_picture(api: Api, pack: str = "avatar", image=None):
     return photo, job, output
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+def consenting_guest_with_photo(user=None, name: str = "portrait.jpg"):
+    """A guest who accepted the consent text (or `user`), and a photo uploaded through the upload action."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from avatarapp.accounts.consent import consent_version
+    from avatarapp.accounts.models import User
+    from avatarapp.actions.accounts import do_give_consent
+    from avatarapp.actions.photos import do_upload_photo
+
+    user = user or User.objects.create_guest()
+    if user.consent_version != consent_version():
+        do_give_consent(user, consent_version(), adult=True)
+    return user, do_upload_photo(user, SimpleUploadedFile(name, (FIXTURES / name).read_bytes()))
+
+
+def store_output_for(job, image=None):
+    """One picture for an existing job, stored as the worker stores it, and the job marked done."""
+    from PIL import Image
+
+    from avatarapp.jobs.models import Job
+    from worker.outputs import store_output
+
+    job = Job.objects.select_related("user", "pack").get(id=job.id)
+    output = store_output(job, 0, image if image is not None else Image.new("RGB", (512, 512), (90, 140, 200)))
+    Job.objects.filter(id=job.id).update(status=Job.Status.SUCCEEDED, progress=1.0)
+    return output

@@ -1,15 +1,13 @@
 """Every picture says it is AI-made: a visible label, XMP/EXIF metadata and a watermark."""
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from avatarapp.provenance import metadata, watermark
+from avatarapp.provenance import c2pa_read, metadata, watermark
 from tests.helpers import FIXTURES, new_guest, store_picture
 
 pytestmark = pytest.mark.django_db
@@ -89,11 +87,10 @@ def test_verify_image_reports_metadata_and_the_watermarked_output(stored_output,
 
 
 def test_the_output_carries_a_signed_c2pa_manifest_naming_ai_as_its_source(stored_output, tmp_path):
-    from avatarapp.provenance import c2pa_manifest
 
     api, output, _ = stored_output
     data = fetch(api, f"/api/v1/outputs/{output.id}/image")
-    manifest = c2pa_manifest.read(data, "image/webp")
+    manifest = c2pa_read.read(data, "image/webp")
     assert manifest is not None
     assert manifest["digital_source_type"] == metadata.DIGITAL_SOURCE_TYPE
     assert "Chhavi" in manifest["claim_generator"]

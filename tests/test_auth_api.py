@@ -86,7 +86,8 @@ def test_repeated_failed_logins_are_limited():
     from django.core.cache import cache
 
     cache.clear()
-    codes = [Api().post("/auth/login", {"email": "x@example.com", "password": "whatever1"}).status_code for _ in range(4)]
+    wrong = {"email": "x@example.com", "password": "whatever1"}
+    codes = [Api().post("/auth/login", wrong).status_code for _ in range(4)]
     assert codes == [401, 401, 429, 429]
 
 

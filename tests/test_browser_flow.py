@@ -13,8 +13,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
-from tests.browser import (FIXTURES, browser, check_page_fits_a_phone, page_language, phone,  # noqa: F401
-                           screenshot, site)
+from tests.browser import FIXTURES, browser, check_page_fits_a_phone, page_language, phone, screenshot, site  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -54,7 +53,7 @@ def image_loaded(locator) -> None:
         raise AssertionError(f"{locator} did not load: {e.message.splitlines()[0]}") from None
 
 
-def make_a_portrait(phone, locale: str) -> None:
+def make_a_portrait(phone, worker, locale: str) -> None:
     lang = locale.split("-")[0]
     device = phone(locale)
     page = device.page
@@ -88,16 +87,16 @@ def make_a_portrait(phone, locale: str) -> None:
     image_loaded(page.locator(".photo-thumb"))
     page.locator("input[name=pack][value=avatar]").check()
     arrive("style")
-    page.locator("main button[type=submit]").click()
-
-    # Progress: the bar rises as the worker paints, then the page reloads itself with the result.
-    expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f-]{36}$"))
-    expect_language(page, lang)
-    try:  # A picture of the bar on its way, if the page gets to show one.
+    # Progress: the worker holds the job after its first step, so the page is seen with the bar
+    # on its way; then the job goes on, and the page reloads itself with the result.
+    with worker.hold_jobs():
+        page.locator("main button[type=submit]").click()
+        expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f-]{36}$"))
+        expect_language(page, lang)
         page.wait_for_function("() => document.getElementById('job-progress').value > 0", timeout=JOB_TIMEOUT)
-    except PlaywrightError:
-        pass  # The page reloaded itself in the meantime: the picture was quick.
-    screenshot(page, lang, "progress")
+        assert page.locator("#job-results img").count() == 0, "a picture showed while the job was held"
+        assert page.locator("#cancel-form").count() == 1, "a running job can be cancelled from its page"
+        screenshot(page, lang, "progress")
     thumbnail = page.locator("#job-results img")
     expect(thumbnail).to_be_visible(timeout=JOB_TIMEOUT)
     image_loaded(thumbnail)
@@ -107,6 +106,8 @@ def make_a_portrait(phone, locale: str) -> None:
     live = [entry["value"] for entry in seen if entry["source"] == "script" and entry["load"] == loads[0]]
     assert len(loads) == 2, f"the page should reload itself once when the picture is ready: {seen}"
     assert values[0] < 100, f"the picture was ready before the progress page showed: {seen}"
+    first_load = [entry["value"] for entry in seen if entry["load"] == loads[0]]
+    assert any(0 < value < 100 for value in first_load), f"the page never showed the bar on its way: {seen}"
     assert values == sorted(values), f"the progress bar went backwards: {values}"
     assert live and live[-1] == 100, f"the page's script did not carry the bar to 100: {seen}"
     assert seen[-1] == {"load": loads[1], "source": "server", "value": 100}
@@ -130,7 +131,7 @@ def make_a_portrait(phone, locale: str) -> None:
     arrive("result-shared")
 
     # Gallery: the new picture is there.
-    page.locator("header nav a").click()
+    page.locator('header nav a[href="/gallery"]').click()
     expect(page).to_have_url(re.compile(r"/gallery$"))
     pictures = page.locator(".grid img")
     expect(pictures).to_have_count(1)
@@ -147,12 +148,12 @@ def make_a_portrait(phone, locale: str) -> None:
 
 
 def test_a_hindi_reader_makes_a_portrait_from_a_selfie(phone, worker):
-    make_a_portrait(phone, "hi-IN")
+    make_a_portrait(phone, worker, "hi-IN")
 
 
 def test_an_urdu_reader_makes_a_portrait_from_a_selfie(phone, worker):
-    make_a_portrait(phone, "ur-IN")
+    make_a_portrait(phone, worker, "ur-IN")
 
 
 def test_an_english_reader_makes_a_portrait_from_a_selfie(phone, worker):
-    make_a_portrait(phone, "en-IN")
+    make_a_portrait(phone, worker, "en-IN")

@@ -6,8 +6,8 @@ import re
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import expect
 from PIL import Image
+from playwright.sync_api import expect
 
 from tests.browser import browser, phone, site  # noqa: F401
 
@@ -32,12 +32,10 @@ def picture_for_the_signed_in_guest() -> str:
     from avatarapp.accounts.models import User
     from avatarapp.jobs.models import Job
     from avatarapp.packs.models import StylePack
-    from avatarapp.photos.actions import do_upload_photo
-    from tests.helpers import FIXTURES
+    from tests.helpers import consenting_guest_with_photo
     from worker.outputs import store_output
 
-    user = User.objects.filter(is_guest=True).latest("date_joined")
-    photo = do_upload_photo(user, (FIXTURES / "portrait.jpg").read_bytes())
+    user, photo = consenting_guest_with_photo(User.objects.filter(is_guest=True).latest("date_joined"))
     job = Job.objects.create(user=user, photo=photo, pack=StylePack.objects.get(slug="avatar"), seed=1,
                              status=Job.Status.SUCCEEDED, progress=1.0)
     return str(store_output(job, 0, Image.new("RGB", (512, 512), (200, 120, 80))).id)

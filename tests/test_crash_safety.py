@@ -1,7 +1,9 @@
 """Workers die and brokers restart; every job still ends once, with one set of pictures.
 
 These tests run their own redis-server on a spare port (never the machine's
-shared one) and real worker processes against it, and kill them for real.
+shared one) and real worker processes against it, and kill them for real. A
+job is caught mid-run by holding its worker (``worker.hold_jobs()``), never by
+racing the clock.
 """
 
 from __future__ import annotations
@@ -11,18 +13,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 from celery import Celery
 
-from avatarapp.accounts.models import User
 from avatarapp.jobs.models import Job, Output
 from avatarapp.packs.models import StylePack
-from avatarapp.photos.actions import do_upload_photo
 from tests.conftest import WorkerProcess, database_url_for_tests
-from tests.helpers import FIXTURES, free_port
+from tests.helpers import consenting_guest_with_photo, free_port, wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -41,13 +39,11 @@ class OwnRedis:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_until(self.listening, 10, f"redis-server to listen on port {self.port}")
+
+    def listening(self) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
@@ -82,8 +78,7 @@ def start_worker(redis_server, tmp_path):
 
 
 def make_jobs(n: int, count: int) -> list[Job]:
-    user = User.objects.create_guest()
-    photo = do_upload_photo(user, (FIXTURES / "portrait.jpg").read_bytes())
+    user, photo = consenting_guest_with_photo()
     pack = StylePack.objects.get(slug="cinematic")
     return [Job.objects.create(user=user, photo=photo, pack=pack, count=count, seed=i) for i in range(n)]
 
@@ -93,15 +88,6 @@ def send(redis_url: str, jobs: list[Job]) -> None:
     for job in jobs:
         sender.send_task("worker.tasks.generate_job", args=[str(job.id)], queue="gpu")
         Job.objects.filter(id=job.id).update(enqueued_at=job.created_at)
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assert_all_ended_once(jobs: list[Job]) -> None:
@@ -121,12 +107,15 @@ def assert_all_ended_once(jobs: list[Job]) -> None:
 def test_a_job_whose_worker_is_killed_mid_run_is_finished_by_another(packs, redis_server, start_worker):
     first = start_worker()
     [job] = make_jobs(1, count=4)
-    send(redis_server.url, [job])
-    wait_until(lambda: Job.objects.get(id=job.id).progress > 0, 60, "the job to start denoising")
+    with first.hold_jobs():
+        send(redis_server.url, [job])
+        wait_until(lambda: Job.objects.get(id=job.id).progress > 0, 90, "the job to start denoising")
 
-    os.killpg(first.process.pid, signal.SIGKILL)  # the whole worker, as the OOM killer would
-    first.process.wait()
-    assert Job.objects.get(id=job.id).status == Job.Status.RUNNING
+        os.killpg(first.process.pid, signal.SIGKILL)  # the whole worker, as the OOM killer would
+        first.process.wait()
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING and 0 < job.progress < 1
+    assert not Output.objects.filter(job=job).exists()
 
     start_worker()
     assert_all_ended_once([job])
@@ -136,15 +125,19 @@ def test_a_job_whose_worker_is_killed_mid_run_is_finished_by_another(packs, redi
 
 
 def test_jobs_survive_a_broker_restart_mid_run(packs, redis_server, start_worker):
-    start_worker()
+    worker = start_worker()
     jobs = make_jobs(4, count=2)
-    send(redis_server.url, jobs)
-    wait_until(lambda: Job.objects.filter(status=Job.Status.RUNNING).exists(), 60, "a job to run")
+    with worker.hold_jobs():
+        send(redis_server.url, jobs)
+        wait_until(lambda: Job.objects.filter(id__in=[j.id for j in jobs], progress__gt=0).exists(), 90,
+                   "a job to start denoising")
 
-    # The broker dies with the queued messages in it, and comes back empty.
-    redis_server.kill()
-    time.sleep(1)
-    redis_server.start()
+        # The broker dies with the queued messages in it, and comes back empty.
+        redis_server.kill()
+        wait_until(lambda: "Connection to broker lost" in worker.log_path.read_text(), 30,
+                   "the worker to notice the broker is gone")
+        redis_server.start()
+        assert Job.objects.filter(id__in=[j.id for j in jobs], status=Job.Status.RUNNING).exists()
 
     assert_all_ended_once(jobs)
     assert Job.objects.filter(id__in=[j.id for j in jobs], status=Job.Status.SUCCEEDED).count() == 4

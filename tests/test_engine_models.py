@@ -46,15 +46,15 @@ def test_the_demo_model_is_detected_as_sd15():
 
 def test_an_sdxl_model_is_detected_loaded_and_runs(tmp_path):
     build_tiny_sdxl(tmp_path / "sdxl")
-    engine = Engine(str(tmp_path / "sdxl"), device="cpu")
+    engine = Engine(base_model=str(tmp_path / "sdxl"), device="cpu")
     engine.load()
     assert engine.family == "sdxl"
     assert type(engine.pipe).__name__ == "StableDiffusionXLImg2ImgPipeline"
     request = GenerationRequest(images=[Image.open(Path(__file__).parent / "fixtures" / "portrait.jpg")],
-                                prompt="portrait of a person", negative_prompt="", seeds=[1], steps=4,
-                                guidance=5.0, strength=0.75, width=128, height=128)
+                                prompt="portrait of a person", negative_prompt="", seeds=[1], steps=2,
+                                guidance=5.0, strength=1.0, width=64, height=64)
     [picture] = engine.generate(request)
-    assert picture.size == (128, 128)
+    assert picture.size == (64, 64)
 
 
 def test_an_sd15_pack_is_refused_by_an_sdxl_worker(tmp_path, packs):
@@ -62,7 +62,7 @@ def test_an_sd15_pack_is_refused_by_an_sdxl_worker(tmp_path, packs):
     from worker.packs import ensure_pack_loaded
 
     build_tiny_sdxl(tmp_path / "sdxl")
-    engine = Engine(str(tmp_path / "sdxl"), device="cpu")
+    engine = Engine(base_model=str(tmp_path / "sdxl"), device="cpu")
     engine.load()
     with pytest.raises(EngineError, match="made for sd15"):
         ensure_pack_loaded(engine, StylePack.objects.get(slug="avatar"))
@@ -75,6 +75,22 @@ def test_an_sd15_pack_is_refused_by_an_sdxl_worker(tmp_path, packs):
     (lambda tmp: (tmp / "broken.safetensors").write_bytes(b"\\x00" * 64) and tmp / "broken.safetensors", "could not"),
 ])
 def test_a_missing_or_broken_checkpoint_fails_with_a_clear_message(tmp_path, make, message):
-    engine = Engine(str(make(tmp_path)), device="cpu")
+    engine = Engine(base_model=str(make(tmp_path)), device="cpu")
     with pytest.raises(EngineError, match=message):
         engine.load()
+
+
+def test_the_worker_engine_is_built_from_the_settings(settings, monkeypatch):
+    import worker.engine
+
+    monkeypatch.setattr(worker.engine, "_engine", None)
+    threads = torch.get_num_threads()
+    settings.AVATAR_DEVICE, settings.AVATAR_LORA_MODE, settings.AVATAR_TORCH_THREADS = "cpu", "fused", 1
+    try:
+        engine = worker.engine.get_engine()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert (engine.device, engine.lora_mode, engine.family) == ("cpu", "fused", "sd15")
+    assert engine.base_model == settings.AVATAR_BASE_MODEL
+    assert worker.engine.get_engine() is engine  # loaded once per process

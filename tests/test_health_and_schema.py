@@ -1,22 +1,51 @@
 """Operators' doors: /healthz, /readyz and the OpenAPI schema generated from the code."""
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
+from django.utils import timezone
+
+from avatarapp.ops.models import WorkerStatus
 
 pytestmark = pytest.mark.django_db
 
 
-def test_healthz_answers_and_readyz_checks_database_and_broker():
-    client = Client()
-    assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+def warm_worker(seen_seconds_ago: float = 0) -> WorkerStatus:
+    seen_at = timezone.now() - timedelta(seconds=seen_seconds_ago)
+    return WorkerStatus.objects.create(hostname="gpu@test", pid=4242, family="sd15", base_model="/models/base",
+                                       ready_at=seen_at, seen_at=seen_at)
+
+
+def test_healthz_answers():
+    assert Client().get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_is_unavailable_until_a_worker_is_warm():
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable",
+                               "checks": {"database": "ok", "broker": "ok", "worker": "no warm worker"}}
+
+
+def test_readyz_does_not_count_a_worker_that_stopped_reporting(settings):
+    warm_worker(seen_seconds_ago=settings.AVATAR_WORKER_STALE_AFTER + 1)
+    response = Client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["worker"] == "no warm worker"
+
+
+def test_readyz_is_ready_with_database_broker_and_a_warm_worker(settings):
+    warm_worker(seen_seconds_ago=settings.AVATAR_WORKER_STALE_AFTER - 1)
+    response = Client().get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok", "worker": "ok"}}
 
 
 def test_readyz_says_unavailable_when_the_broker_is_unreachable(settings):
     from avatarapp.celery import app
 
+    warm_worker()
     original = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:1/0"
     try:
@@ -25,6 +54,7 @@ def test_readyz_says_unavailable_when_the_broker_is_unreachable(settings):
         app.conf.broker_url = original
     assert response.status_code == 503
     assert response.json()["checks"]["broker"].startswith("error")
+    assert response.json()["checks"]["worker"] == "ok"
 
 
 def test_the_openapi_schema_covers_the_whole_contract():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from avatarapp.jobs.models import Job, Output
+from avatarapp.jobs.models import Output
 from tests.helpers import Api, new_guest, store_picture
 
 pytestmark = pytest.mark.django_db
@@ -32,12 +32,24 @@ def test_bob_gets_404_for_everything_of_alices(alice_with_a_picture):
     assert Output.objects.filter(id=output_id).exists()
 
 
-def test_anonymous_requests_get_401_or_404(alice_with_a_picture):
+def test_anonymous_api_requests_get_401(alice_with_a_picture):
+    """Without a token or session the API says who is missing, the same way GET /me does."""
     _, photo_id, job_id, output_id = alice_with_a_picture
     anonymous = Api()
-    for path in [f"/photos/{photo_id}", f"/photos/{photo_id}/image", f"/jobs/{job_id}", "/jobs", "/outputs",
-                 f"/outputs/{output_id}/image"]:
-        assert anonymous.get(path).status_code in (401, 404), path
+    for path in [f"/photos/{photo_id}", f"/jobs/{job_id}", "/jobs", "/outputs", "/me"]:
+        response = anonymous.get(path)
+        assert response.status_code == 401, path
+        assert response.json()["error"]["code"] == "not_authenticated", path
+
+
+def test_anonymous_visitors_get_404_for_private_picture_urls(alice_with_a_picture):
+    """DESIGN.md: output and photo URLs are private; the owner can fetch them, anyone else gets 404."""
+    _, photo_id, _, output_id = alice_with_a_picture
+    anonymous = Api()
+    for path in [f"/photos/{photo_id}/image", f"/outputs/{output_id}/image", f"/outputs/{output_id}/thumbnail"]:
+        response = anonymous.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found", path
 
 
 def test_stored_files_live_under_the_owners_prefix(alice_with_a_picture):

@@ -74,12 +74,17 @@ def test_someone_elses_photo_is_a_404(api, photo_id):
     assert Job.objects.count() == 0 and queued_messages() == 0
 
 
-@pytest.mark.parametrize("raw", ["{not json", "[1, 2]", '"text"', ""])
-def test_malformed_json_is_a_json_400(api, raw):
+@pytest.mark.parametrize("raw, code", [
+    ("{not json", "malformed_request"),  # not JSON at all
+    ("[1, 2]", "invalid_fields"),  # JSON, but not the object the fields live in
+    ('"text"', "invalid_fields"),
+    ("", "invalid_fields"),  # no body: every required field is missing
+])
+def test_malformed_json_is_a_json_400(api, raw, code):
     response = api.post("/jobs", raw=raw)
     assert response.status_code == 400
     assert response["Content-Type"].startswith("application/json")
-    assert response.json()["error"]["code"] in ("malformed_request", "invalid_fields")
+    assert response.json()["error"]["code"] == code
     assert Job.objects.count() == 0 and queued_messages() == 0
 
 

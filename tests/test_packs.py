@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from avatarapp.packs.manifest import PackError, load_manifest
+from avatarapp.packs.manifest import FastMode, LoraFile, PackError, PackSpec, load_manifest
 from avatarapp.packs.models import StylePack
 from tests.helpers import Api
 
@@ -33,8 +33,11 @@ def test_the_demo_packs_are_valid_and_localised():
         manifest = load_manifest(Path(settings.AVATAR_PACKS_DIR) / slug)
         assert manifest.base_family == "sd15"
         assert {"en", "hi", "ur", "ta"} <= set(manifest.names)
-        assert "{subject}" in manifest.prompt
-        assert manifest.fast and manifest.fast["scheduler"] == "lcm" and manifest.fast["steps"] == 4
+        assert "{subject}" in manifest.spec.prompt
+        assert manifest.spec.loras == (LoraFile(f"{slug}.safetensors", 1.0),)
+        assert manifest.spec.fast == FastMode(scheduler="lcm", steps=4, guidance=1.0, strength=None,
+                                              lora=LoraFile("speed.safetensors", 1.0))
+        assert manifest.spec.folder == slug
 
 
 @pytest.mark.parametrize("old, new, message", [
@@ -46,7 +49,11 @@ def test_the_demo_packs_are_valid_and_localised():
     ("steps = 8", "steps = 0", "steps"),
     ("strength = 0.6", "strength = 1.5", "strength"),
     ("width = 512", "width = 500", "multiple of 8"),
-    ('scheduler = "lcm"', 'scheduler = "magic"', "scheduler"),
+    ('scheduler = "lcm"', 'scheduler = "magic"', "fast.scheduler must be one of ddim, dpm, euler, euler_a, lcm"),
+    ("steps = 8", 'steps = "eight"', "defaults.steps must be a whole number"),
+    ("guidance = 5.0", "guidance = true", "defaults.guidance must be a number"),
+    ('lora = "speed.safetensors"', 'lora = "nope.safetensors"', "fast.lora 'nope.safetensors' not found"),
+    ("steps = 4", "steps = 40", "fast.steps must be between 1 and 12"),
 ])
 def test_a_broken_manifest_is_refused_with_a_message_that_says_what_to_fix(pack_copy, old, new, message):
     edit(pack_copy, old, new)
@@ -90,3 +97,41 @@ def test_a_removed_pack_folder_disables_its_pack(pack_copy, settings, tmp_path):
     shutil.rmtree(settings.AVATAR_PACKS_DIR / "retro")
     call_command("list_packs")
     assert not StylePack.objects.get(slug="retro").enabled
+
+
+def test_a_stored_spec_loads_back_into_the_same_spec():
+    spec = load_manifest(Path(settings.AVATAR_PACKS_DIR) / "avatar").spec
+    assert PackSpec.from_json(spec.to_json()) == spec
+
+
+def test_a_row_stored_before_the_spec_was_typed_still_loads():
+    stored = {
+        "prompt": "{subject}, oil painting", "negative_prompt": "blurry",
+        "loras": [{"file": "oil.safetensors", "weight": 0.8}], "steps": 30, "guidance": 7.5, "strength": 0.55,
+        "width": 768, "height": 512, "scheduler": "dpm", "preview": "preview.webp",
+        "fast": {"scheduler": "lcm", "steps": 4, "guidance": 1.0, "strength": None,
+                 "lora": {"file": "speed.safetensors", "weight": 1.0}},
+        "folder": "oil-v2",
+    }
+    spec = PackSpec.from_json(stored)
+    assert spec == PackSpec(prompt="{subject}, oil painting", negative_prompt="blurry",
+                            loras=(LoraFile("oil.safetensors", 0.8),), steps=30, guidance=7.5, strength=0.55,
+                            width=768, height=512, scheduler="dpm", preview="preview.webp",
+                            fast=FastMode("lcm", 4, 1.0, None, LoraFile("speed.safetensors", 1.0)), folder="oil-v2")
+    assert spec.to_json() == stored
+
+
+def test_keys_missing_from_a_stored_spec_take_the_defaults():
+    spec = PackSpec.from_json({"prompt": "{subject}", "fast": {}})
+    assert (spec.steps, spec.guidance, spec.strength, spec.width, spec.height) == (20, 6.0, 0.6, 512, 512)
+    assert (spec.scheduler, spec.preview, spec.loras, spec.folder) == ("", "", (), "")
+    assert spec.fast == FastMode(scheduler="lcm", steps=4, guidance=1.0, strength=None, lora=None)
+    assert PackSpec.from_json({"prompt": "{subject}", "fast": None}).fast is None
+
+
+def test_a_registered_pack_carries_its_manifest_spec(packs):
+    pack = StylePack.objects.get(slug="avatar")
+    assert pack.spec == load_manifest(Path(settings.AVATAR_PACKS_DIR) / "avatar").spec
+    assert pack.spec is pack.spec  # loaded once per instance
+    pack.manifest = {**pack.manifest, "fast": None}
+    assert pack.spec.fast is None  # and again when the JSON is replaced

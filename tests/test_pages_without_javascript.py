@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from avatarapp.jobs.models import Job
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, third_party_urls, urls_in_html
 
 pytestmark = pytest.mark.django_db
 
@@ -63,9 +63,13 @@ def test_choosing_a_language_is_remembered():
 
 
 def test_pages_make_no_third_party_requests():
-    html = Client().get("/").content.decode()
-    for url in re.findall(r'(?:src|href)="([^"]+)"', html):
-        assert url.startswith("/") or url.startswith("#"), url
+    client = Client()
+    for path in ["/", "/consent", "/offline"]:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        urls = urls_in_html(response.content.decode())
+        assert urls, f"{path}: no link or resource found; is the page empty?"
+        assert third_party_urls(urls, "http://testserver") == [], path
 
 
 def test_the_account_remembers_the_language_its_pictures_are_labelled_in(packs):

@@ -1,8 +1,8 @@
 """Uploads are judged by content: good photos are normalised, everything else is a clean 4xx."""
 
 import io
-import zlib
 import struct
+import zlib
 
 import pytest
 from django.core.files.storage import default_storage

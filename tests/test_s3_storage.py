@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import boto3
 import pytest
@@ -24,7 +23,7 @@ from PIL import Image
 
 from avatarapp.jobs.models import Job
 from tests.conftest import WorkerProcess, database_url_for_tests
-from tests.helpers import free_port, new_guest, purge_queue, wait_for_job
+from tests.helpers import free_port, new_guest, purge_queue, wait_for_job, wait_until
 
 BUCKET = "chhavi-test"
 
@@ -35,12 +34,12 @@ def s3_endpoint():
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def listening() -> bool:
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, 30, f"moto's S3 server to listen on port {port}")
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
                           region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)
@@ -124,3 +123,36 @@ def test_a_real_worker_stores_its_pictures_in_the_bucket(s3_endpoint, packs, tmp
             assert Image.open(io.BytesIO(b"".join(image.streaming_content))).size == (512, 512)
     finally:
         worker.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_sweeps_expired_photos_and_orphans_from_the_bucket(s3_endpoint, packs, tmp_path):
+    """Retention through the real beat and worker, on the S3 server: nothing expired stays."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from avatarapp.photos.models import Photo
+
+    endpoint, client = s3_endpoint
+    env = dict(os.environ, DATABASE_URL=database_url_for_tests(), AWS_STORAGE_BUCKET_NAME=BUCKET,
+               AWS_S3_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_S3_REGION_NAME="us-east-1", AVATAR_BEAT_SCHEDULE=str(tmp_path / "beat"),
+               AVATAR_RETENTION_INTERVAL="1", AVATAR_ORPHAN_GRACE_MINUTES="0")
+    with override_settings(STORAGES=s3_storages(endpoint)):
+        api = new_guest()
+        expired, kept = api.upload_fixture().json(), api.upload_fixture().json()
+        user_id = api.get("/me").json()["id"]
+        Photo.objects.filter(id=expired["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+        orphan = f"users/{user_id}/jobs/gone/0.webp"
+        client.put_object(Bucket=BUCKET, Key=orphan, Body=b"left by a crash")
+        worker = WorkerProcess(tmp_path / "worker.log", env)
+        try:
+            worker.wait_ready()
+            wait_until(lambda: not Photo.objects.filter(id=expired["id"]).exists(), 60, "the expired photo to go")
+            wait_until(lambda: orphan not in keys(client), 60, "the orphan file to go")
+        finally:
+            worker.stop()
+        assert f"users/{user_id}/photos/{expired['id']}.jpg" not in keys(client)
+        assert f"users/{user_id}/photos/{kept['id']}.jpg" in keys(client)
+        assert Photo.objects.filter(id=kept["id"]).exists()

@@ -14,19 +14,34 @@ so prompts tokenise to real, distinct ids without a model hub.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
+from typing import Any, TypedDict
 
 import torch
+from django.conf import settings  # read lazily, once main() has named the settings module
 
-from avatarapp.packs.demo import DEMO_PACK_VERSION
-
+# Bump when this module changes what it writes: `build` then rebuilds the packs.
+DEMO_PACK_VERSION = "1.1.0"
 SEED = 20261121
 TEXT_DIM = 64
 MAX_TOKENS = 77
 
-DEMO_PACKS = {
+
+
+class DemoPack(TypedDict):
+    names: dict[str, str]
+    descriptions: dict[str, str]
+    prompt: str
+    negative_prompt: str
+    colour: tuple[int, int, int]
+
+
+DEMO_PACKS: dict[str, DemoPack] = {
     "cinematic": {
         "names": {
             "en": "Cinematic", "hi": "सिनेमाई", "bn": "সিনেমাটিক", "mr": "सिनेमॅटिक", "te": "సినిమాటిక్",
@@ -79,7 +94,7 @@ DEMO_PACKS = {
 
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from bytes to printable characters (what CLIP's BPE works on)."""
-    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars = visible[:]
     n = 0
     for b in range(256):
@@ -87,28 +102,29 @@ def bytes_to_unicode() -> dict[int, str]:
             visible.append(b)
             chars.append(256 + n)
             n += 1
-    return dict(zip(visible, map(chr, chars)))
+    return dict(zip(visible, map(chr, chars), strict=True))
 
 
 def learn_merges(corpus: list[str], count: int) -> list[tuple[str, str]]:
     """A few rounds of BPE over the demo prompts, so common words become single tokens."""
-    words = Counter()
+    words: Counter[tuple[str, ...]] = Counter()
     for text in corpus:
-        for word in text.lower().replace(",", " ").split():
-            words[tuple(word[:-1]) + (word[-1] + "</w>",)] += 1
-    merges = []
+        for spelled in text.lower().replace(",", " ").split():
+            words[tuple(spelled[:-1]) + (spelled[-1] + "</w>",)] += 1
+    merges: list[tuple[str, str]] = []
     for _ in range(count):
-        pairs = Counter()
+        pairs: Counter[tuple[str, str]] = Counter()
         for word, freq in words.items():
-            for a, b in zip(word, word[1:]):
+            for a, b in pairwise(word):
                 pairs[(a, b)] += freq
         if not pairs:
             break
         best = max(pairs, key=lambda p: (pairs[p], p))
         merges.append(best)
-        merged = Counter()
+        merged: Counter[tuple[str, ...]] = Counter()
         for word, freq in words.items():
-            out, i = [], 0
+            out: list[str] = []
+            i = 0
             while i < len(word):
                 if i + 1 < len(word) and (word[i], word[i + 1]) == best:
                     out.append(word[i] + word[i + 1])
@@ -124,13 +140,14 @@ def learn_merges(corpus: list[str], count: int) -> list[tuple[str, str]]:
 def write_tokenizer(folder: Path) -> int:
     """Write vocab.json / merges.txt / configs for a CLIPTokenizer; return the vocabulary size."""
     folder.mkdir(parents=True, exist_ok=True)
-    corpus = [p["prompt"].replace("{subject}", "portrait of a person") + " " + p["negative_prompt"] for p in DEMO_PACKS.values()]
+    corpus = [p["prompt"].replace("{subject}", "portrait of a person") + " " + p["negative_prompt"]
+              for p in DEMO_PACKS.values()]
     corpus.append("a photo portrait of a woman man person smiling face selfie")
     merges = learn_merges(corpus, 300)
     symbols = list(bytes_to_unicode().values())
     vocab_tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
     vocab_tokens += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {}
+    vocab: dict[str, int] = {}
     for token in vocab_tokens:
         vocab.setdefault(token, len(vocab))
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
@@ -147,7 +164,7 @@ def write_tokenizer(folder: Path) -> int:
     return len(vocab)
 
 
-def build_pipeline(folder: Path):
+def build_pipeline(folder: Path) -> Any:
     """Create the tiny SD pipeline with seeded random weights and save it as a diffusers folder."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -173,7 +190,8 @@ def build_pipeline(folder: Path):
     )
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionImg2ImgPipeline(
+    # Any: diffusers' lazy top-level module shows mypy its dummy classes, which lack save_pretrained.
+    pipe: Any = StableDiffusionImg2ImgPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
@@ -181,11 +199,12 @@ def build_pipeline(folder: Path):
     return pipe
 
 
-def build_lora(unet, seed: int, rank: int = 4, scale: float = 0.6) -> dict:
+def build_lora(unet: Any, seed: int, rank: int = 4, scale: float = 0.6) -> dict:
     """A LoRA for the demo UNet's attention layers in diffusers' peft format, seeded per pack."""
     from peft import LoraConfig, get_peft_model_state_dict
 
-    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                        init_lora_weights=False)
     unet.add_adapter(config, adapter_name="build")
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -197,7 +216,7 @@ def build_lora(unet, seed: int, rank: int = 4, scale: float = 0.6) -> dict:
     return state
 
 
-def write_pack(packs_dir: Path, slug: str, unet, seed: int) -> None:
+def write_pack(packs_dir: Path, slug: str, unet: Any, seed: int) -> None:
     from diffusers import StableDiffusionPipeline
     from PIL import Image, ImageDraw
 
@@ -216,7 +235,7 @@ def write_pack(packs_dir: Path, slug: str, unet, seed: int) -> None:
     draw.pieslice([30, 85, 130, 185], 180, 360, fill=(250, 230, 210))
     preview.save(folder / "preview.webp", "WEBP", quality=80)
 
-    def toml_table(d: dict) -> str:
+    def toml_table(d: dict[str, str]) -> str:
         return "".join(f'{k} = {json.dumps(v, ensure_ascii=False)}\n' for k, v in d.items())
 
     (folder / "pack.toml").write_text(
@@ -233,7 +252,7 @@ def write_pack(packs_dir: Path, slug: str, unet, seed: int) -> None:
 
 def build_demo(model_dir: Path, packs_dir: Path, force: bool = False) -> list[str]:
     """Build what is missing; return what was built."""
-    built = []
+    built: list[str] = []
     pipe = None
     if force or not (model_dir / "model_index.json").is_file():
         pipe = build_pipeline(model_dir)
@@ -250,3 +269,26 @@ def build_demo(model_dir: Path, packs_dir: Path, force: bool = False) -> list[st
             write_pack(packs_dir, slug, unet, seed=SEED + 1 + index)
             built.append(str(packs_dir / slug))
     return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m worker.demo_model build`: the demo model and packs under var/, if missing or outdated.
+
+    A worker-side command (it needs torch); the web side only registers the packs it finds
+    (`python manage.py register_packs`).
+    """
+    parser = argparse.ArgumentParser(prog="python -m worker.demo_model", description=main.__doc__)
+    parser.add_argument("command", choices=["build"])
+    parser.add_argument("--force", action="store_true", help="rebuild even if present and current")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarapp.settings")
+    demo_dir = settings.VAR_DIR / "models" / "demo"
+    built = build_demo(demo_dir, settings.AVATAR_PACKS_DIR, force=args.force)
+    for path in built:
+        print(f"built {path}")
+    print("demo model and packs are current" if not built else f"built {len(built)} item(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,31 +1,38 @@
 """The diffusion engine a worker process keeps warm.
 
-One pipeline per process, loaded once. Every installed pack's LoRA is loaded
-once as a named peft adapter on that pipeline; choosing a pack is then only a
-matter of which adapter is active (``switch_pack``), never a reload of the
-base model or of the LoRA files.
+One img2img pipeline per process, loaded once. Every installed pack's LoRA is
+loaded once too (see worker/lora_modes.py for the three ways it is kept);
+choosing a pack is then a matter of which one is active (``switch_pack``),
+never a reload of the base model or of the LoRA files.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
+import diffusers
+import numpy as np
 import torch
+from diffusers.image_processor import VaeImageProcessor
+from django.conf import settings
 from PIL import Image
+from safetensors import safe_open
+
+from avatarapp.packs.manifest import MODEL_SCHEDULER, SCHEDULERS, LoraFile
+from worker.errors import EngineError
+from worker.lora_modes import LoraMode, make_lora_mode, resolve_lora_mode
 
 log = logging.getLogger(__name__)
 
-
+# The active pack before the first switch: loading a LoRA leaves it active as a side effect.
 UNKNOWN = "<unknown>"
-
-
-class EngineError(Exception):
-    """A model or pack problem the operator must fix, with a message that says what."""
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -41,20 +48,7 @@ class GenerationRequest:
     strength: float
     width: int
     height: int
-    scheduler: str = ""
-
-
-def _scheduler_classes() -> dict:
-    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                           EulerDiscreteScheduler, LCMScheduler)
-
-    return {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler,
-            "euler_a": EulerAncestralDiscreteScheduler, "lcm": LCMScheduler}
-
-
-# Name -> factory returning the class; "lcm" gives packs a 4-step fast mode.
-SCHEDULERS = {name: (lambda name=name: _scheduler_classes()[name])
-              for name in ("ddim", "dpm", "euler", "euler_a", "lcm")}
+    scheduler: str = MODEL_SCHEDULER
 
 
 def pick_device(setting: str) -> str:
@@ -69,7 +63,9 @@ def pick_device(setting: str) -> str:
 
 def pick_dtype(device: str, setting: str = "auto") -> torch.dtype:
     if setting and setting != "auto":
-        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[setting]
+        if setting not in DTYPES:
+            raise EngineError(f"unknown dtype {setting!r}; use auto or one of {', '.join(DTYPES)}")
+        return DTYPES[setting]
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device == "mps":
@@ -80,12 +76,8 @@ def pick_dtype(device: str, setting: str = "auto") -> torch.dtype:
 def detect_family(path: Path) -> str:
     """sd15 or sdxl, from a diffusers folder's pipeline class or a checkpoint's tensor names."""
     if path.is_dir():
-        import json
-
         class_name = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
         return "sdxl" if "XL" in class_name else "sd15"
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         keys = f.keys()
     # SDXL checkpoints carry a second text encoder under conditioner.embedders.1.
@@ -103,57 +95,58 @@ def fit_photo(photo: Image.Image, width: int, height: int) -> Image.Image:
     return resized.crop((left, top, left + width, top + height))
 
 
+def check_base_model(base_model: str) -> Path:
+    """The cheap checks made before loading anything: the worker's main process runs them too,
+    so a wrong path stops the worker at once, with one message, not in every pool process."""
+    path = Path(base_model)
+    if not path.exists():
+        raise EngineError(f"AVATAR_BASE_MODEL {base_model} does not exist")
+    if path.is_file() and path.suffix != ".safetensors":
+        raise EngineError(f"AVATAR_BASE_MODEL {base_model} is not a .safetensors checkpoint")
+    if path.is_dir() and not (path / "model_index.json").is_file():
+        raise EngineError(f"AVATAR_BASE_MODEL {base_model} is not a diffusers folder (no model_index.json)")
+    return path
+
+
 class Engine:
-    def __init__(self, base_model: str, device: str = "auto", dtype: str = "auto", lora_mode: str = "auto",
+    """One warm img2img pipeline and the packs resident on it.
+
+    ``load()`` reads the base model once, ``load_pack()`` each pack's LoRA files once,
+    ``switch_pack()`` makes one pack (or none) active, and ``generate()`` runs a batch.
+    """
+
+    def __init__(self, base_model: str, *, device: str = "auto", dtype: str = "auto", lora_mode: str = "auto",
                  compile_unet: bool = False, max_lora_rank: int = 64, family: str = "auto",
-                 single_file_config: str = ""):
+                 single_file_config: str = "") -> None:
         self.base_model = base_model
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
-        # "active": every pack's LoRA stays unfused and a switch only changes which one each
-        # layer applies (well under a millisecond). "fused": the active pack is merged into the
-        # base weights so a step costs exactly what the base model costs; merging is a few
-        # small matmuls per layer, instant on a GPU, where unfused LoRA kernels cost the most.
-        self.lora_mode = lora_mode if lora_mode != "auto" else ("fused" if self.device == "cuda" else "active")
-        # With torch.compile, changing which adapter a layer applies would recompile the UNet.
-        # "hotswap" keeps one adapter slot and swaps new weights into it in place (diffusers'
-        # LoRA hotswap), which the compiled graph does not notice.
+        self.lora_mode = resolve_lora_mode(lora_mode, self.device, compile_unet)
         self.compile_unet = compile_unet
         self.max_lora_rank = max_lora_rank
-        if compile_unet:
-            self.lora_mode = "hotswap"
-        self.hotswap_states: dict[str, dict] = {}
         self.family = family if family != "auto" else ""
-        self.single_file_config = single_file_config
-        self.hotswap_loaded = False
-        self.lora_layers: list = []
-        self.pristine_weights: dict[int, torch.Tensor] = {}
-        self.pack_adapters: dict[str, list[str]] = {}
-        self.fast_adapters: dict[str, str | None] = {}
-        self.schedulers: dict = {}
-        self.pipe = None
+        self.single_file_config = single_file_config  # a local diffusers folder with a checkpoint's configs
+        self.pipe: Any = None
+        self.lora: LoraMode | None = None
+        self.schedulers: dict[str, Any] = {}
         self.loaded_packs: dict[str, str] = {}  # slug -> version loaded
-        # UNKNOWN until the first switch: loading a LoRA leaves it active as a side effect.
-        self.active_pack: str | None = UNKNOWN
+        self.active_pack: tuple[str, bool] | str | None = UNKNOWN  # (slug, fast), or None for no pack
         self.lock = threading.Lock()
 
-    # 1. Load the base model once.
     def load(self) -> None:
-        from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
-
-        path = Path(self.base_model)
-        if not path.exists():
-            raise EngineError(f"AVATAR_BASE_MODEL {self.base_model} does not exist")
-        if path.is_file() and path.suffix != ".safetensors":
-            raise EngineError(f"{path} is not a .safetensors checkpoint")
-        if path.is_dir() and not (path / "model_index.json").is_file():
-            raise EngineError(f"{path} is not a diffusers folder (no model_index.json)")
+        """Read the base model (a diffusers folder or one .safetensors checkpoint) and keep it on the device."""
+        path = check_base_model(self.base_model)
         try:
             self.family = self.family or detect_family(path)
         except Exception as e:
             raise EngineError(f"could not read {path}: {e}") from e
-        pipeline_class = StableDiffusionXLImg2ImgPipeline if self.family == "sdxl" else StableDiffusionImg2ImgPipeline
-        extra = {} if self.family == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
+        pipeline_class: Any
+        extra: dict[str, Any] = {}
+        if self.family == "sdxl":
+            pipeline_class = diffusers.StableDiffusionXLImg2ImgPipeline
+        else:
+            pipeline_class = diffusers.StableDiffusionImg2ImgPipeline
+            extra = {"safety_checker": None, "requires_safety_checker": False}
         try:
             if path.is_file():
                 # A single checkpoint needs its architecture's configs; with no hub, they come from
@@ -167,143 +160,80 @@ class Engine:
             raise EngineError(f"could not load base model {path} as {self.family}: {e}") from e
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
-        self.schedulers = {"": pipe.scheduler}
-        if self.lora_mode == "hotswap":
-            pipe.enable_lora_hotswap(target_rank=self.max_lora_rank)
-        log.info("loaded %s base model %s on %s (%s)", self.family, path, self.device, self.dtype)
+        self.attach(pipe)
+        log.info("loaded %s base model %s on %s (%s, LoRA mode %s)", self.family, path, self.device, self.dtype,
+                 self.lora_mode)
 
-    # 2. Load every pack's LoRA once, as a named adapter.
-    def load_pack(self, slug: str, version: str, folder: Path, loras: list[dict],
-                  fast_lora: dict | None = None) -> None:
-        """Load a pack's LoRA files (and its optional speed LoRA) once, as named adapters."""
+    def attach(self, pipe: Any) -> None:
+        """Run on `pipe`, a pipeline already built (load() calls this; the bench builds its own)."""
+        self.pipe = pipe
+        self.schedulers = {MODEL_SCHEDULER: pipe.scheduler}
+        self.lora = make_lora_mode(self.lora_mode, pipe, self.max_lora_rank, self.compile_unet)
+        self.loaded_packs = {}
+        self.active_pack = UNKNOWN
+
+    def load_pack(self, slug: str, version: str, folder: Path, loras: Sequence[LoraFile],
+                  fast_lora: LoraFile | None = None) -> None:
+        """Read a pack's LoRA files (and its optional speed LoRA) once; a new version replaces the old."""
         if self.loaded_packs.get(slug) == version:
             return
-        if self.lora_mode == "hotswap":
-            self.hotswap_states[slug] = self.read_hotswap_state(slug, folder, loras)
-            self.loaded_packs[slug] = version
-            self.active_pack = UNKNOWN
-            return
-        old = self.pack_adapters.get(slug, []) + ([self.fast_adapters[slug]] if self.fast_adapters.get(slug) else [])
-        self.unfuse()
-        if old:
-            self.pipe.delete_adapters(old)
-        files = [(f"{slug}__{i}" if i else slug, lora) for i, lora in enumerate(loras)]
-        if fast_lora:
-            files.append((f"{slug}__fast", fast_lora))
-        for name, lora in files:
-            try:
-                self.pipe.load_lora_weights(str(folder), weight_name=lora["file"], adapter_name=name)
-            except Exception as e:
-                raise EngineError(f"pack {slug}: could not load {lora['file']}: {e}") from e
-        self.lora_layers = self.find_lora_layers()
-        for name, lora in files:
-            for layer in self.lora_layers:
-                if name in layer.lora_A:
-                    layer.set_scale(name, float(lora.get("weight", 1.0)))
-        self.pack_adapters[slug] = [name for name, _ in files if not name.endswith("__fast")]
-        self.fast_adapters[slug] = f"{slug}__fast" if fast_lora else None
+        if self.lora is None:
+            raise EngineError("the engine is not loaded")
+        # Loading leaves the new adapter active as a side effect, so the next switch must be real;
+        # and a load that fails half-way leaves the pack unusable rather than stale.
+        self.active_pack = UNKNOWN
+        self.loaded_packs.pop(slug, None)
+        self.lora.load_pack(slug, folder, loras, fast_lora)
         self.loaded_packs[slug] = version
-        self.active_pack = UNKNOWN  # loading activated the new adapter; the next switch must be real
 
-    def read_hotswap_state(self, slug: str, folder: Path, loras: list[dict]) -> dict:
-        """The pack's LoRA as an in-memory state dict, ready to be swapped into the slot."""
-        if len(loras) != 1:
-            raise EngineError(f"pack {slug}: compile mode needs exactly one LoRA file per pack")
-        state, _ = self.pipe.lora_state_dict(str(folder / loras[0]["file"]))
-        weight = float(loras[0].get("weight", 1.0))
-        # The pack's weight is folded into lora_B so the slot's scale never changes.
-        return {k: (v * weight if "lora_B" in k or "lora_up" in k else v) for k, v in state.items()}
-
-    def hotswap(self, slug: str | None) -> None:
-        state = self.hotswap_states[slug] if slug else None
-        if state is None:
-            # "No pack" is the slot holding zeros: the same graph, adding nothing.
-            any_state = next(iter(self.hotswap_states.values()))
-            state = {k: (torch.zeros_like(v) if "lora_B" in k or "lora_up" in k else v) for k, v in any_state.items()}
-        self.pipe.load_lora_weights(state, adapter_name="slot", hotswap=self.hotswap_loaded)
-        if not self.hotswap_loaded:
-            self.hotswap_loaded = True
-            self.pipe.unet = torch.compile(self.pipe.unet) if self.compile_unet else self.pipe.unet
-
-    def find_lora_layers(self) -> list:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        modules = [self.pipe.unet, self.pipe.text_encoder] + ([self.pipe.text_encoder_2] if getattr(
-            self.pipe, "text_encoder_2", None) is not None else [])
-        return [m for model in modules for m in model.modules() if isinstance(m, BaseTunerLayer)]
-
-    def unfuse(self) -> None:
-        """Put the base weights back. From the saved copy, not by subtracting the LoRA again:
-        in bf16/fp16, merge-then-unmerge does not round-trip and repeated switches would
-        slowly corrupt the base model."""
-        for layer in self.lora_layers:
-            if layer.merged:
-                saved = self.pristine_weights.get(id(layer))
-                if saved is None:
-                    layer.unmerge()
-                else:
-                    layer.get_base_layer().weight.data.copy_(saved)
-                    layer.merged_adapters.clear()
-
-    # 3. Make one pack (or none) active on the warm pipeline.
     def switch_pack(self, slug: str | None, fast: bool = False) -> None:
-        """Activate a resident pack's LoRA (plus its speed LoRA when `fast`), or none, reloading nothing."""
+        """Activate a resident pack (with its speed LoRA when `fast`), or none, reloading nothing."""
         if slug is not None and slug not in self.loaded_packs:
             raise EngineError(f"pack {slug} is not loaded")
         wanted = (slug, fast) if slug is not None else None
         if wanted == self.active_pack:
             return
-        if self.lora_mode == "hotswap":
-            self.hotswap(slug)  # (a pack's speed LoRA is not used in compile mode)
-            self.active_pack = wanted
-            return
-        names = []
-        if slug is not None:
-            names = self.pack_adapters.get(slug, []) + ([self.fast_adapters[slug]] if fast and self.fast_adapters.get(slug) else [])
-        if self.lora_mode == "fused":
-            self.unfuse()
-        for layer in self.lora_layers:
-            # The same state peft's set_adapter/enable_adapters leave behind, minus their
-            # requires_grad bookkeeping, which inference never reads: a switch is one pass
-            # of two attribute writes over the LoRA layers.
-            present = [name for name in names if name in layer.lora_A]
-            if present:
-                layer._active_adapter = present
-                layer._disable_adapters = False
-                if self.lora_mode == "fused":
-                    # Keep the layer's untouched weights once (~190 MB in bf16 for SD1.5).
-                    self.pristine_weights.setdefault(id(layer), layer.get_base_layer().weight.detach().clone())
-                    layer.merge(adapter_names=present)
-            else:
-                layer._disable_adapters = True
+        if self.lora is None:
+            raise EngineError("the engine is not loaded")
+        self.active_pack = UNKNOWN  # until the switch has completed
+        self.lora.activate(slug, fast)
         self.active_pack = wanted
 
     def use_scheduler(self, name: str) -> None:
-        """Swap the sampler (cheap: schedulers hold no weights); "" is the model's own."""
+        """Swap the sampler (cheap: schedulers hold no weights); MODEL_SCHEDULER is the model's own."""
         if name not in self.schedulers:
             if name not in SCHEDULERS:
                 raise EngineError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}")
-            self.schedulers[name] = SCHEDULERS[name]().from_config(self.schedulers[""].config)
+            scheduler_class = getattr(diffusers, SCHEDULERS[name])
+            self.schedulers[name] = scheduler_class.from_config(self.schedulers[MODEL_SCHEDULER].config)
         self.pipe.scheduler = self.schedulers[name]
 
-    # 4. Run img2img for a batch of seeds.
-    @torch.inference_mode()
     def generate(self, request: GenerationRequest,
                  on_step: Callable[[int, int], bool] | None = None) -> list[Image.Image]:
-        """Images for each seed; `on_step(done, total)` returns False to stop early."""
+        """Pictures for each seed with the active pack; `on_step(done, total)` returns False to stop early."""
+        return VaeImageProcessor.numpy_to_pil(self.generate_array(request, on_step))
+
+    @torch.inference_mode()
+    def generate_array(self, request: GenerationRequest,
+                       on_step: Callable[[int, int], bool] | None = None) -> np.ndarray:
+        """As generate(), as diffusers' output_type="np" gives it: (batch, height, width, 3) floats in 0..1."""
+        # 1. Check inputs.
         self.check_inputs(request)
+        # 2. Pick the sampler and fit each photo to the output size.
         self.use_scheduler(request.scheduler)
         inits = [fit_photo(image, request.width, request.height) for image in request.images]
+        # 3. One generator per picture, so a seed gives the same picture alone or in a batch.
         batch = len(request.seeds)
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in request.seeds]
+        # img2img denoises the last `strength` share of the schedule.
         total = max(1, int(request.steps * request.strength))
 
-        def callback(pipe, step, timestep, kwargs):
+        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
             if on_step is not None and on_step(step + 1, total) is False:
                 pipe._interrupt = True
             return kwargs
 
+        # 4. Denoise and decode.
         result = self.pipe(
             prompt=[request.prompt] * batch,
             negative_prompt=[request.negative_prompt] * batch if request.negative_prompt else None,
@@ -313,9 +243,9 @@ class Engine:
             guidance_scale=request.guidance,
             generator=generators,
             callback_on_step_end=callback,
-            output_type="pil",
+            output_type="np",
         )
-        return list(result.images)
+        return result.images
 
     def warm_up(self) -> None:
         """One tiny run so the first real job pays no first-call costs (and compiles, if asked)."""
@@ -340,15 +270,20 @@ _engine: Engine | None = None
 
 
 def get_engine() -> Engine:
-    """The process's warm engine, loaded on first use."""
+    """The process's warm engine, built from the settings and loaded on first use."""
     global _engine
     if _engine is None:
-        from django.conf import settings
-
-        torch.set_num_threads(max(1, int(os.getenv("AVATAR_TORCH_THREADS", os.cpu_count() or 1))))
-        engine = Engine(settings.AVATAR_BASE_MODEL, settings.AVATAR_DEVICE, settings.AVATAR_DTYPE,
-                        settings.AVATAR_LORA_MODE, settings.AVATAR_COMPILE, settings.AVATAR_MAX_LORA_RANK,
-                        settings.AVATAR_BASE_FAMILY, settings.AVATAR_BASE_CONFIG)
+        torch.set_num_threads(settings.AVATAR_TORCH_THREADS)
+        engine = Engine(
+            base_model=settings.AVATAR_BASE_MODEL,
+            device=settings.AVATAR_DEVICE,
+            dtype=settings.AVATAR_DTYPE,
+            lora_mode=settings.AVATAR_LORA_MODE,
+            compile_unet=settings.AVATAR_COMPILE,
+            max_lora_rank=settings.AVATAR_MAX_LORA_RANK,
+            family=settings.AVATAR_BASE_FAMILY,
+            single_file_config=settings.AVATAR_BASE_CONFIG,
+        )
         engine.load()
         _engine = engine
     return _engine

@@ -2,7 +2,7 @@
 
 Every picture leaves here labelled as AI-made three ways: a visible label in
 the owner's language beside English, XMP/EXIF metadata, and an invisible
-watermark carrying the output's short id (see avatarapp/provenance/).
+watermark carrying the output's short id (see worker/provenance/).
 """
 
 from __future__ import annotations
@@ -16,9 +16,15 @@ from django.core.files.storage import default_storage
 from django.utils import translation
 from PIL import Image
 
+from avatarapp.accounts.models import User
 from avatarapp.jobs.models import Job, Output
-from avatarapp.provenance import c2pa_manifest, metadata, watermark
-from avatarapp.provenance.label import draw_label, label_spec
+from avatarapp.lib import storage_keys
+from avatarapp.lib.storage import delete_prefix
+from avatarapp.provenance import metadata
+from avatarapp.provenance.watermark import short_id_of
+from worker.provenance import c2pa_sign
+from worker.provenance.label import draw_label, label_spec
+from worker.provenance.watermark_embed import embed as embed_watermark
 
 THUMBNAIL_SIZE = 256
 
@@ -29,8 +35,8 @@ def output_id_for(job: Job, index: int) -> uuid.UUID:
 
 
 def output_keys(job: Job, index: int) -> tuple[str, str]:
-    prefix = f"users/{job.user_id}/jobs/{job.id}"
-    return f"{prefix}/{index}.webp", f"{prefix}/{index}_thumb.webp"
+    return (storage_keys.output_key(job.user_id, job.id, index),
+            storage_keys.thumbnail_key(job.user_id, job.id, index))
 
 
 def encode_webp(image: Image.Image, quality: int, provenance: metadata.Provenance) -> bytes:
@@ -52,10 +58,10 @@ def store_output(job: Job, index: int, image: Image.Image) -> Output:
     output_id = output_id_for(job, index)
     key, thumb_key = output_keys(job, index)
     provenance = metadata.provenance_for(output_id, job.pack.slug)
-    marked = watermark.embed(label_for(image, job.user.language), watermark.short_id_of(output_id))
+    marked = embed_watermark(label_for(image, job.user.language), short_id_of(output_id))
     data = encode_webp(marked, 90, provenance)
-    if settings.AVATAR_C2PA and c2pa_manifest.available():
-        data = c2pa_manifest.sign(data, "image/webp", provenance)
+    if settings.AVATAR_C2PA:
+        data = c2pa_sign.sign(data, "image/webp", provenance)
     thumbnail = marked.copy()
     thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     default_storage.save(key, ContentFile(data))
@@ -78,7 +84,12 @@ def store_output(job: Job, index: int, image: Image.Image) -> Output:
 
 
 def remove_outputs(job: Job) -> None:
-    for output in job.outputs.all():
-        default_storage.delete(output.storage_key)
-        default_storage.delete(output.thumbnail_key)
-    job.outputs.all().delete()
+    """A job's pictures, rows and files; by their deterministic keys, so files whose row was
+    never written (or went with an erased account) go too."""
+    Output.objects.filter(job_id=job.id).delete()
+    for index in range(job.count):
+        for key in output_keys(job, index):
+            default_storage.delete(key)
+    if not User.objects.filter(id=job.user_id).exists():
+        # The owner erased their account meanwhile: nothing of theirs may stay, empty folders included.
+        delete_prefix(storage_keys.user_prefix(job.user_id))

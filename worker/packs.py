@@ -8,10 +8,11 @@ from worker.engine import Engine, EngineError
 
 
 def ensure_pack_loaded(engine: Engine, pack: StylePack) -> None:
+    """Load the pack's LoRA files on the engine unless this version already is (then it costs nothing)."""
     if engine.family and pack.base_family != engine.family:
         raise EngineError(f"pack {pack.slug} is made for {pack.base_family} models; this worker runs {engine.family}")
-    fast = pack.manifest.get("fast") or {}
-    engine.load_pack(pack.slug, pack.version, pack_folder(pack), pack.manifest.get("loras", []), fast.get("lora"))
+    spec = pack.spec
+    engine.load_pack(pack.slug, pack.version, pack_folder(pack), spec.loras, spec.fast.lora if spec.fast else None)
 
 
 def ensure_packs_loaded(engine: Engine) -> None:

@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from avatarapp.jobs.actions import enqueue
+from avatarapp.actions.jobs import enqueue
 from avatarapp.jobs.models import Job
 
 log = logging.getLogger(__name__)

@@ -20,17 +20,21 @@ import math
 import os
 import socket
 import time
+from pathlib import Path
+from uuid import UUID
 
+import torch
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from PIL import Image
 
 from avatarapp.jobs.models import Job
-from worker.engine import EngineError, GenerationRequest, get_engine
+from avatarapp.packs.models import StylePack
+from worker.engine import Engine, EngineError, GenerationRequest, get_engine
 from worker.outputs import remove_outputs, store_output
 from worker.packs import ensure_pack_loaded
 
@@ -94,7 +98,7 @@ class ProgressWriter:
     `chunks` covers its share of the bar.
     """
 
-    def __init__(self, jobs: list[Job], chunk: int = 0, chunks: int = 1):
+    def __init__(self, jobs: list[Job], chunk: int = 0, chunks: int = 1) -> None:
         self.ids = [job.id for job in jobs]
         self.chunk, self.chunks = chunk, chunks
         self.last_write = 0.0
@@ -136,50 +140,8 @@ def load_photo(job: Job) -> Image.Image | None:
         return None
 
 
-def seeds_for(job: Job) -> list[int]:
-    # Picture n of a job uses seed + n, so each picture is reproducible on its own.
-    return [(job.seed + n) % 2**32 for n in range(job.count)]
-
-
-def build_request(items: list[tuple[Job, int]], photos: dict) -> GenerationRequest:
-    """The pack's recommended settings, or its few-step [fast] settings for a preview job."""
-    manifest = items[0][0].pack.manifest
-    fast = manifest.get("fast") if items[0][0].preview else None
-    strength = float((fast or {}).get("strength") or manifest.get("strength", 0.6))
-    return GenerationRequest(
-        images=[photos[job.id] for job, _ in items],
-        prompt=manifest["prompt"].replace("{subject}", "portrait of a person"),
-        negative_prompt=manifest.get("negative_prompt", ""),
-        seeds=[seed for _, seed in items],
-        # img2img runs steps x strength of the schedule; a preview's `steps` are the ones it really runs.
-        steps=math.ceil(fast["steps"] / strength) if fast else int(manifest.get("steps", 20)),
-        guidance=float(fast["guidance"] if fast else manifest.get("guidance", 6.0)),
-        strength=strength,
-        width=int(manifest.get("width", 512)),
-        height=int(manifest.get("height", 512)),
-        scheduler=fast["scheduler"] if fast else manifest.get("scheduler", ""),
-    )
-
-
-def finish(jobs: list[Job], images: dict) -> None:
-    """Store each still-running job's pictures and mark it succeeded; drop the cancelled ones'."""
-    still_running = running_ids(jobs)
-    for job in jobs:
-        if job.id not in still_running or len(images[job.id]) != job.count:
-            continue
-        for index, image in enumerate(images[job.id]):
-            store_output(job, index, image)
-        done = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
-            status=Job.Status.SUCCEEDED, progress=1.0, finished_at=timezone.now(), heartbeat_at=timezone.now()
-        )
-        if done != 1:
-            remove_outputs(job)  # cancelled while its files were written: take them away again
-
-
-def generate(jobs: list[Job], batch_size: int) -> None:
-    """Denoise every picture of the claimed jobs, `batch_size` pictures at a time."""
-    engine = get_engine()
-    ensure_pack_loaded(engine, jobs[0].pack)
+def load_photos(jobs: list[Job]) -> dict[UUID, Image.Image]:
+    """Each job's photo by job id; a job whose photo is gone fails on its own and is left out."""
     photos = {}
     for job in jobs:
         photo = load_photo(job)
@@ -187,57 +149,158 @@ def generate(jobs: list[Job], batch_size: int) -> None:
             fail_jobs([job], "photo_missing", "the job's photo is gone")
         else:
             photos[job.id] = photo
-    jobs = [job for job in jobs if job.id in photos]
+    return photos
+
+
+def seeds_for(job: Job) -> list[int]:
+    # Picture n of a job uses seed + n, so each picture is reproducible on its own.
+    return [(job.seed + n) % 2**32 for n in range(job.count)]
+
+
+def build_request(pack: StylePack, preview: bool, items: list[tuple[Job, int]],
+                  photos: dict[UUID, Image.Image]) -> GenerationRequest:
+    """The pack's recommended settings, or its few-step [fast] settings for a preview."""
+    spec = pack.spec
+    # A preview of a pack that has lost its [fast] table since the job was created runs in full.
+    fast = spec.fast if preview else None
+    if fast is None:
+        steps, guidance, strength, scheduler = spec.steps, spec.guidance, spec.strength, spec.scheduler
+    else:
+        strength = fast.strength if fast.strength is not None else spec.strength
+        # img2img runs steps x strength of the schedule; a preview's `steps` are the ones it really runs.
+        steps, guidance, scheduler = math.ceil(fast.steps / strength), fast.guidance, fast.scheduler
+    return GenerationRequest(
+        images=[photos[job.id] for job, _ in items],
+        prompt=spec.prompt.replace("{subject}", "portrait of a person"),
+        negative_prompt=spec.negative_prompt,
+        seeds=[seed for _, seed in items],
+        steps=steps,
+        guidance=guidance,
+        strength=strength,
+        width=spec.width,
+        height=spec.height,
+        scheduler=scheduler,
+    )
+
+
+def denoise(engine: Engine, jobs: list[Job], photos: dict[UUID, Image.Image],
+            batch_size: int) -> dict[UUID, list[Image.Image]]:
+    """Every picture of the jobs (one pack, all previews or none), `batch_size` pictures at a time."""
+    pack, preview = jobs[0].pack, jobs[0].preview
     items = [(job, seed) for job in jobs for seed in seeds_for(job)]
     chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
-    images: dict = {job.id: [] for job in jobs}
+    images: dict[UUID, list[Image.Image]] = {job.id: [] for job in jobs}
     for n, chunk in enumerate(chunks):
         chunk_jobs = list({job.id: job for job, _ in chunk}.values())
         if not running_ids(chunk_jobs):
             continue  # all of this chunk's jobs were cancelled
+        request = build_request(pack, preview, chunk, photos)
         with engine.lock:
-            engine.switch_pack(chunk[0][0].pack.slug, fast=chunk[0][0].preview)
-            pictures = engine.generate(build_request(chunk, photos), on_step=ProgressWriter(chunk_jobs, n, len(chunks)))
-        for (job, _), picture in zip(chunk, pictures):
+            engine.switch_pack(pack.slug, fast=preview)
+            pictures = engine.generate(request, on_step=ProgressWriter(chunk_jobs, n, len(chunks)))
+        for (job, _), picture in zip(chunk, pictures, strict=True):
             images[job.id].append(picture)
-    finish(jobs, images)
+    return images
 
 
 def is_out_of_memory(error: Exception) -> bool:
     return "out of memory" in str(error).lower() or type(error).__name__ == "OutOfMemoryError"
 
 
-def run_job(job_id: str) -> str:
-    jobs = claim_batch(job_id)
-    if not jobs:
-        return "skipped"
+def denoise_with_retry(engine: Engine, jobs: list[Job],
+                       photos: dict[UUID, Image.Image]) -> dict[UUID, list[Image.Image]]:
+    """denoise() at AVATAR_MAX_BATCH pictures a batch, halved after each out-of-memory error down to one."""
     batch_size = settings.AVATAR_MAX_BATCH
     while True:
         try:
-            generate(jobs, batch_size)
-            return "done"
-        except SoftTimeLimitExceeded:
-            fail_jobs(jobs, "timed_out", "the soft time limit was reached")
-        except EngineError as e:
-            fail_jobs(jobs, "generation_failed", str(e))
+            return denoise(engine, jobs, photos, batch_size)
         except Exception as e:
-            if is_out_of_memory(e) and batch_size > 1:
-                # Retry what is still running at half the batch, down to one picture at a time.
-                batch_size //= 2
-                log.warning("out of memory; retrying jobs at batch size %d", batch_size)
-                try:
-                    import torch
+            if not is_out_of_memory(e) or batch_size == 1:
+                raise
+            batch_size //= 2
+            log.warning("out of memory; retrying jobs at batch size %d", batch_size)
+            torch.cuda.empty_cache()  # a no-op without CUDA
+            jobs = [job for job in jobs if job.id in running_ids(jobs)]
+            if not jobs:
+                return {}
 
-                    torch.cuda.empty_cache()
-                except Exception:
-                    pass
-                jobs = [job for job in jobs if job.id in running_ids(jobs)]
-                if jobs:
-                    continue
-                return "canceled"
-            if is_out_of_memory(e):
-                fail_jobs(jobs, "out_of_memory", str(e))
-            else:
-                log.exception("jobs %s crashed", [str(j.id) for j in jobs])
-                fail_jobs(jobs, "generation_failed", f"{type(e).__name__}: {e}")
-        return "failed"
+
+def hold_before_storing() -> None:
+    """Test hook: wait while `<AVATAR_HOLD_FILE>.store` exists, after the last look at the rows and
+    before storing (the narrowest window an erasure or a cancel can fall into).
+
+    `<AVATAR_HOLD_FILE>.store.waiting` exists while the worker waits there, so the test knows
+    when to act instead of guessing.
+    """
+    if not settings.AVATAR_HOLD_FILE:
+        return
+    hold = Path(f"{settings.AVATAR_HOLD_FILE}.store")
+    waiting = Path(f"{hold}.waiting")
+    if hold.exists():
+        waiting.touch()
+        try:
+            while hold.exists():
+                time.sleep(0.02)
+        finally:
+            waiting.unlink(missing_ok=True)
+
+
+def finish(jobs: list[Job], images: dict[UUID, list[Image.Image]]) -> int:
+    """Store each still-running job's pictures and mark it succeeded; drop the cancelled ones'.
+
+    A job cancelled, or whose owner erased their account, while its pictures were being
+    written leaves nothing behind: its files are removed again by their deterministic keys.
+    Returns how many jobs succeeded.
+    """
+    succeeded = 0
+    still_running = running_ids(jobs)
+    hold_before_storing()
+    for job in jobs:
+        if job.id not in still_running or len(images.get(job.id, [])) != job.count:
+            continue
+        try:
+            for index, image in enumerate(images[job.id]):
+                store_output(job, index, image)
+        except IntegrityError:
+            log.info("job %s went away while its pictures were stored; removing them", job.id)
+            remove_outputs(job)
+            continue
+        done = Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
+            status=Job.Status.SUCCEEDED, progress=1.0, finished_at=timezone.now(), heartbeat_at=timezone.now()
+        )
+        if done != 1:
+            remove_outputs(job)  # cancelled or erased while its files were written: take them away again
+        succeeded += done
+    return succeeded
+
+
+def run_job(job_id: str) -> str:
+    """Run the named job, and the queued same-pack jobs claimed with it, from claim to stored pictures."""
+    # 1. Claim the job and its companions; a repeated or stale message claims nothing.
+    jobs = claim_batch(job_id)
+    if not jobs:
+        return "skipped"
+    try:
+        # 2. Load the pack on the warm engine (nothing to do when this version is resident).
+        engine = get_engine()
+        ensure_pack_loaded(engine, jobs[0].pack)
+        # 3. Read the photos; a job whose photo is gone has failed on its own.
+        photos = load_photos(jobs)
+        jobs = [job for job in jobs if job.id in photos]
+        if not jobs:
+            return "failed"
+        # 4. Denoise every picture with the pack active, writing progress; a cancel stops within a step.
+        images = denoise_with_retry(engine, jobs, photos)
+        # 5. Store the pictures of the jobs still running and mark them succeeded.
+        return "done" if finish(jobs, images) else "canceled"
+    except SoftTimeLimitExceeded:
+        fail_jobs(jobs, "timed_out", "the soft time limit was reached")
+    except EngineError as e:
+        fail_jobs(jobs, "generation_failed", str(e))
+    except Exception as e:
+        if is_out_of_memory(e):
+            fail_jobs(jobs, "out_of_memory", str(e))
+        else:
+            log.exception("jobs %s crashed", [str(j.id) for j in jobs])
+            fail_jobs(jobs, "generation_failed", f"{type(e).__name__}: {e}")
+    return "failed"

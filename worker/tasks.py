@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
+from avatarapp.actions import retention
 from avatarapp.celery import app
 from worker.reaper import reap_stale_jobs as reap
 from worker.run_job import run_job
@@ -15,3 +18,9 @@ def generate_job(job_id: str) -> str:
 @app.task(name="worker.tasks.reap_stale_jobs", ignore_result=True)
 def reap_stale_jobs() -> dict:
     return reap()
+
+
+@app.task(name="worker.tasks.sweep_retention", ignore_result=True)
+def sweep_retention() -> dict:
+    """Delete expired photos, expired share links and their cards, and files no row owns."""
+    return asdict(retention.sweep())

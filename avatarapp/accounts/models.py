@@ -3,26 +3,28 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
 
 
-class UserManager(BaseUserManager):
-    def create_guest(self, language: str = "en") -> "User":
+class UserManager(BaseUserManager["User"]):
+    def create_guest(self, language: str = "en") -> User:
         user = self.model(is_guest=True, language=language)
         user.set_unusable_password()
         user.save()
         return user
 
-    def create_user(self, email=None, password=None, phone=None, **extra) -> "User":
+    def create_user(self, email: str | None = None, password: str | None = None, phone: str | None = None,
+                    **extra: Any) -> User:
         user = self.model(email=self.normalize_email(email) or None, phone=phone or None, **extra)
         user.set_password(password)
         user.save()
         return user
 
-    def create_superuser(self, email, password, **extra) -> "User":
+    def create_superuser(self, email: str | None, password: str | None, **extra: Any) -> User:
         return self.create_user(email, password, is_staff=True, is_superuser=True, **extra)
 
 
@@ -43,7 +45,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     objects = UserManager()
 
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     def __str__(self) -> str:
         return self.email or self.phone or f"guest {str(self.id)[:8]}"
@@ -65,3 +67,26 @@ class ApiToken(models.Model):
         raw = secrets.token_urlsafe(32)
         cls.objects.create(key_hash=hash_token(raw), user=user)
         return raw
+
+
+class ConsentEvent(models.Model):
+    """One grant or withdrawal of consent, kept as the user's consent history (DPDP s. 6).
+
+    The user row holds only the current state; this history is what the export shows
+    and what an auditor asks for. It goes when the account goes.
+    """
+
+    class Kind(models.TextChoices):
+        GRANTED = "granted"
+        WITHDRAWN = "withdrawn"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="consent_events")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    version = models.PositiveIntegerField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} v{self.version} at {self.at:%Y-%m-%d %H:%M}"

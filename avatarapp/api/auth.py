@@ -2,46 +2,39 @@
 
 from __future__ import annotations
 
-from django.core.cache import cache
+from typing import Any, cast
+
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
-from avatarapp.accounts.models import ApiToken, User, hash_token
-
-# Token -> user is looked up on every API request (a polling phone asks for its job every
-# second), so it is cached briefly. Deleting a token or saving its user clears the entry
-# (see accounts/signals.py), so a logout or an erased account takes effect at once.
-TOKEN_CACHE_SECONDS = 60
-USER_FIELDS = [f.attname for f in User._meta.concrete_fields]
+from avatarapp.accounts.models import ApiToken, User
+from avatarapp.accounts.tokens import user_for_token
 
 
-def token_cache_key(key_hash: str) -> str:
-    return f"token:{key_hash}"
+class ApiRequest(HttpRequest):
+    """A request that passed API_AUTH: ninja has set `auth` to the caller.
+
+    `api_token` is there only when the caller came with a bearer token (see logout).
+    """
+
+    auth: User
+    api_token: ApiToken
 
 
 class BearerAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> User | None:
-        key_hash = hash_token(token)
-        cached = cache.get(token_cache_key(key_hash))
-        if cached is None:
-            found = ApiToken.objects.select_related("user").filter(key_hash=key_hash).first()
-            if found is None:
-                return None
-            cached = (found.id, [getattr(found.user, name) for name in USER_FIELDS])
-            cache.set(token_cache_key(key_hash), cached, TOKEN_CACHE_SECONDS)
-        token_id, values = cached
-        user = User.from_db("default", USER_FIELDS, values)
-        if not user.is_active:
+        found = user_for_token(token)
+        if found is None:
             return None
-        request.user = user
-        request.api_token = ApiToken(id=token_id, key_hash=key_hash, user=user)
-        return user
+        authed = cast(ApiRequest, request)
+        authed.user, authed.api_token = found
+        return found[0]
 
 
 class ActiveSessionAuth(SessionAuth):
     """The logged-in session user (CSRF-checked for unsafe methods by ninja)."""
 
-    def authenticate(self, request: HttpRequest, key):
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
         user = super().authenticate(request, key)
         return user if user and user.is_active else None
 
@@ -54,4 +47,22 @@ def bearer_user(request: HttpRequest) -> User | None:
     return BearerAuth().authenticate(request, header[7:].strip())
 
 
+class NoOne:
+    """Stands for a caller with no valid credentials on the private image URLs.
+
+    DESIGN.md: those URLs answer the owner and give anyone else a 404, so a stranger
+    cannot even learn that the picture exists (a 401 would tell them it does).
+    """
+
+    def __call__(self, request: HttpRequest) -> NoOne:
+        return self
+
+
 API_AUTH = [BearerAuth(), ActiveSessionAuth()]
+IMAGE_AUTH = [*API_AUTH, NoOne()]
+
+
+def owner_or_none(request: HttpRequest) -> User | None:
+    """The caller on the private image URLs (IMAGE_AUTH), or None for NoOne."""
+    auth: object = getattr(request, "auth", None)
+    return auth if isinstance(auth, User) else None

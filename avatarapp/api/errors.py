@@ -9,36 +9,25 @@ under /api/.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message, fields: dict | None = None, **extra):
-        super().__init__(str(message))
-        self.status = status
-        self.code = code
-        self.message = message
-        self.fields = fields
-        self.extra = extra
-
-
-def error_response(status: int, code: str, message, fields: dict | None = None, **extra) -> JsonResponse:
+def error_response(status: int, code: str, message: str | Promise, fields: dict | None = None,
+                   **extra: Any) -> JsonResponse:
     body: dict = {"code": code, "message": str(message)}
     if fields:
         body["fields"] = {k: str(v) for k, v in fields.items()}
     body.update(extra)
     return JsonResponse({"error": body}, status=status)
-
-
-def not_found(what=gettext_lazy("Not found.")) -> ApiError:
-    return ApiError(404, "not_found", what)
 
 
 # Messages for pydantic's error types, so validation errors speak the user's language.
@@ -62,10 +51,14 @@ def field_message(error: dict) -> str:
     return _("This value is not valid.")
 
 
+# Where pydantic says a value came from, not part of the field's name.
+_LOCATION_PARTS = ("body", "payload", "query", "path", "form", "file")
+
+
 def validation_fields(errors: list[dict]) -> dict[str, str]:
     fields: dict[str, str] = {}
     for error in errors:
-        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "payload", "query", "path", "form", "file")]
+        loc = [str(part) for part in error.get("loc", ()) if part not in _LOCATION_PARTS]
         name = ".".join(loc) or "body"
         fields.setdefault(name, field_message(error))
     return fields
@@ -74,7 +67,7 @@ def validation_fields(errors: list[dict]) -> dict[str, str]:
 class ApiErrorMiddleware:
     """JSON instead of Django's HTML 404/405/500 pages under /api/."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -87,7 +80,7 @@ class ApiErrorMiddleware:
             return error_response(405, "method_not_allowed", _("This method is not allowed here."))
         return response
 
-    def process_exception(self, request: HttpRequest, exception: Exception):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> JsonResponse | None:
         if not request.path.startswith(API_PREFIX):
             return None
         log.exception("unhandled error on %s", request.path)

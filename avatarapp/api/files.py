@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.files.storage import default_storage
 from django.http import FileResponse
 
-from avatarapp.api.errors import not_found
+from avatarapp.actions.errors import not_found
 
 
 def serve_private_file(key: str, content_type: str) -> FileResponse:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+import logging
+
+from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext as _
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from avatarapp.actions.errors import ActionError
 from avatarapp.api import views_account, views_media
 from avatarapp.api.auth import API_AUTH
-from avatarapp.api.errors import ApiError, error_response, validation_fields
+from avatarapp.api.errors import error_response, validation_fields
+
+log = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="Chhavi API",
@@ -25,24 +30,26 @@ api.add_router("", views_account.router)
 api.add_router("", views_media.router)
 
 
-@api.exception_handler(ApiError)
-def on_api_error(request: HttpRequest, exc: ApiError):
-    return error_response(exc.status, exc.code, exc.message, exc.fields, **exc.extra)
+@api.exception_handler(ActionError)
+def on_action_error(request: HttpRequest, exc: ActionError) -> JsonResponse:
+    # Upload refusals also say why, for clients that want more than the sentence.
+    extra = {"reason": exc.reason} if exc.reason else {}
+    return error_response(exc.status, exc.code, exc.message, exc.fields, **extra)
 
 
 @api.exception_handler(ValidationError)
-def on_validation_error(request: HttpRequest, exc: ValidationError):
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> JsonResponse:
     return error_response(400, "invalid_fields", _("Please check the highlighted fields."),
                           fields=validation_fields(exc.errors))
 
 
 @api.exception_handler(AuthenticationError)
-def on_auth_error(request: HttpRequest, exc: AuthenticationError):
+def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> JsonResponse:
     return error_response(401, "not_authenticated", _("Please sign in or start as a guest first."))
 
 
 @api.exception_handler(HttpError)
-def on_http_error(request: HttpRequest, exc: HttpError):
+def on_http_error(request: HttpRequest, exc: HttpError) -> JsonResponse:
     # ninja raises these for unreadable bodies (malformed JSON, wrong content type).
     if exc.status_code == 400:
         return error_response(400, "malformed_request", _("The request could not be read."))
@@ -50,8 +57,6 @@ def on_http_error(request: HttpRequest, exc: HttpError):
 
 
 @api.exception_handler(Exception)
-def on_unexpected(request: HttpRequest, exc: Exception):
-    import logging
-
-    logging.getLogger(__name__).exception("unhandled API error")
+def on_unexpected(request: HttpRequest, exc: Exception) -> JsonResponse:
+    log.exception("unhandled API error")
     return error_response(500, "server_error", _("Something went wrong on our side. Please try again."))

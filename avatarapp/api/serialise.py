@@ -1,16 +1,26 @@
-"""Rows to API dictionaries. Kept in one place so every endpoint shows a job the same way."""
+"""Rows to API dictionaries, in one place, so every endpoint shows a thing the same way.
+
+Jobs are read as plain values in one query (no model instances): phones poll a job
+every second while a picture is made, so that read is the API's hottest path, and
+the list, the single job and the answer to a cancel all go through it.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
 from django.urls import reverse
 
+from avatarapp.accounts.models import User
 from avatarapp.jobs.errors import job_error_message
-from avatarapp.jobs.models import Job, Output
+from avatarapp.jobs.models import Job, Output, queue_position
 from avatarapp.packs.models import StylePack
 from avatarapp.photos.models import Photo
 
 
-def photo_json(photo: Photo) -> dict:
+def photo_json(photo: Photo) -> dict[str, Any]:
     return {
         "id": photo.id,
         "url": reverse("api-v1:photo_image", kwargs={"photo_id": photo.id}),
@@ -20,12 +30,18 @@ def photo_json(photo: Photo) -> dict:
     }
 
 
-def output_json(output: Output) -> dict:
+def output_urls(output_id: uuid.UUID) -> tuple[str, str]:
+    return (reverse("api-v1:output_image", kwargs={"output_id": output_id}),
+            reverse("api-v1:output_thumbnail", kwargs={"output_id": output_id}))
+
+
+def output_json(output: Output) -> dict[str, Any]:
+    url, thumbnail_url = output_urls(output.id)
     return {
         "id": output.id,
         "job": output.job_id,
-        "url": reverse("api-v1:output_image", kwargs={"output_id": output.id}),
-        "thumbnail_url": reverse("api-v1:output_thumbnail", kwargs={"output_id": output.id}),
+        "url": url,
+        "thumbnail_url": thumbnail_url,
         "width": output.width,
         "height": output.height,
         "content_type": output.content_type,
@@ -33,32 +49,11 @@ def output_json(output: Output) -> dict:
     }
 
 
-def job_json(job: Job) -> dict:
-    error = None
-    if job.status == Job.Status.FAILED:
-        code = job.error_code or "generation_failed"
-        error = {"code": code, "message": job_error_message(code)}
-    return {
-        "id": job.id,
-        "status": job.status,
-        "progress": round(job.progress, 3),
-        "queue_position": job.queue_position(),
-        "pack": job.pack.slug,
-        "count": job.count,
-        "seed": job.seed,
-        "preview": job.preview,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "error": error,
-        "outputs": [output_json(o) for o in sorted(job.outputs.all(), key=lambda o: o.index)],
-    }
-
-
-def pack_json(pack: StylePack) -> dict:
-    preview_url = reverse("pack_preview", kwargs={"slug": pack.slug}) if pack.manifest.get("preview") else None
+def pack_json(pack: StylePack) -> dict[str, Any]:
+    spec = pack.spec
+    preview_url = reverse("pack_preview", kwargs={"slug": pack.slug}) if spec.preview else None
     return {"slug": pack.slug, "name": pack.name, "description": pack.description, "preview_url": preview_url,
-            "fast_preview": bool(pack.manifest.get("fast"))}
+            "fast_preview": spec.fast is not None}
 
 
 JOB_FIELDS = ("id", "status", "progress", "count", "seed", "preview", "created_at", "started_at", "finished_at",
@@ -67,41 +62,51 @@ OUTPUT_FIELDS = ("outputs__id", "outputs__index", "outputs__width", "outputs__he
                  "outputs__created_at")
 
 
-def job_json_by_id(job_id, user) -> dict | None:
-    """job_json for one job, read in one query of plain values (no model instances).
+def jobs_json(user: User, job_ids: Iterable[uuid.UUID | str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The user's jobs (newest first, at most `limit`), or just those named, with their outputs."""
+    jobs = Job.objects.filter(user=user)
+    if job_ids is not None:
+        jobs = jobs.filter(id__in=list(job_ids))
+    else:
+        jobs = jobs.filter(id__in=list(jobs.order_by("-created_at").values_list("id", flat=True)[:limit]))
+    rows = list(jobs.order_by("-created_at").values_list(*JOB_FIELDS, *OUTPUT_FIELDS))
+    n = len(JOB_FIELDS)
+    by_job: dict[uuid.UUID, dict[str, Any]] = {}
+    outputs: dict[uuid.UUID, list[tuple]] = {}
+    for row in rows:
+        job = by_job.setdefault(row[0], dict(zip(JOB_FIELDS, row[:n], strict=True)))
+        outputs.setdefault(job["id"], [])
+        if row[n] is not None:
+            outputs[job["id"]].append(row[n:])
+    return [job_dict(job, outputs[job_id]) for job_id, job in by_job.items()]
 
-    Phones poll this every second while a picture is made, so it is the API's hottest path;
-    it returns exactly what job_json returns (tests compare them).
-    """
-    rows = list(Job.objects.filter(id=job_id, user=user).values_list(*JOB_FIELDS, *OUTPUT_FIELDS))
-    if not rows:
-        return None
-    first = dict(zip(JOB_FIELDS, rows[0][:len(JOB_FIELDS)]))
-    status = first["status"]
-    code = first["error_code"] or "generation_failed"
+
+def job_json(user: User, job_id: uuid.UUID | str) -> dict[str, Any] | None:
+    found = jobs_json(user, [job_id])
+    return found[0] if found else None
+
+
+def job_dict(job: dict[str, Any], output_rows: list[tuple]) -> dict[str, Any]:
+    status = job["status"]
+    code = job["error_code"] or "generation_failed"
     outputs = []
-    for row in sorted((r for r in rows if r[len(JOB_FIELDS)] is not None), key=lambda r: r[len(JOB_FIELDS) + 1]):
-        output_id, _, width, height, content_type, created_at = row[len(JOB_FIELDS):]
-        outputs.append({
-            "id": output_id, "job": first["id"], "url": f"/api/v1/outputs/{output_id}/image",
-            "thumbnail_url": f"/api/v1/outputs/{output_id}/thumbnail", "width": width, "height": height,
-            "content_type": content_type, "created_at": created_at,
-        })
-    queue_position = None
-    if status == Job.Status.QUEUED:
-        queue_position = Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=first["created_at"]).count() + 1
+    for output_id, _, width, height, content_type, created_at in sorted(output_rows, key=lambda r: r[1]):
+        url, thumbnail_url = output_urls(output_id)
+        outputs.append({"id": output_id, "job": job["id"], "url": url, "thumbnail_url": thumbnail_url,
+                        "width": width, "height": height, "content_type": content_type, "created_at": created_at})
     return {
-        "id": first["id"],
+        "id": job["id"],
         "status": status,
-        "progress": round(first["progress"], 3),
-        "queue_position": queue_position,
-        "pack": first["pack__slug"],
-        "count": first["count"],
-        "seed": first["seed"],
-        "preview": first["preview"],
-        "created_at": first["created_at"],
-        "started_at": first["started_at"],
-        "finished_at": first["finished_at"],
+        "progress": round(job["progress"], 3),
+        "queue_position": queue_position(status, job["created_at"]),
+        "pack": job["pack__slug"],
+        "count": job["count"],
+        "seed": job["seed"],
+        "preview": job["preview"],
+        "created_at": job["created_at"],
+        "started_at": job["started_at"],
+        "finished_at": job["finished_at"],
         "error": {"code": code, "message": job_error_message(code)} if status == Job.Status.FAILED else None,
         "outputs": outputs,
     }
+

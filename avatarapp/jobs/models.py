@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -55,11 +56,14 @@ class Job(models.Model):
         return self.status in self.FINISHED
 
     def queue_position(self) -> int | None:
-        """1 for the next job a worker takes; None once the job left the queue."""
-        if self.status != self.Status.QUEUED:
-            return None
-        ahead = Job.objects.filter(status=self.Status.QUEUED, created_at__lt=self.created_at).count()
-        return ahead + 1
+        return queue_position(self.status, self.created_at)
+
+
+def queue_position(status: str, created_at: datetime) -> int | None:
+    """1 for the next job a worker takes; None once the job left the queue."""
+    if status != Job.Status.QUEUED:
+        return None
+    return Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=created_at).count() + 1
 
 
 class Output(models.Model):

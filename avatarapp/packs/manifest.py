@@ -1,57 +1,119 @@
-"""Read and validate a style pack's manifest (``pack.toml``).
+"""A style pack's manifest (``pack.toml``), and the typed settings the generator reads from it.
 
 A pack is a folder: ``pack.toml``, one or more LoRA ``.safetensors`` files and a
-preview image. This module only reads TOML and checks it, so the web process can
-use it without importing torch.
+preview image. ``load_manifest`` reads and checks the folder. What generation
+needs of a pack is a ``PackSpec``: it is stored as JSON on the pack's row
+(``StylePack.manifest``) and read back with ``PackSpec.from_json``, so its
+defaults and the allowed sampler names live here and nowhere else. This module
+imports neither torch nor Django, so both the web process and the worker use it.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MANIFEST_NAME = "pack.toml"
 BASE_FAMILIES = ("sd15", "sdxl")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
+
+# The samplers a pack may name, and the diffusers class each name stands for (the
+# worker looks the class up by this name). An empty name keeps the model's own sampler.
+SCHEDULERS: dict[str, str] = {
+    "ddim": "DDIMScheduler",
+    "dpm": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "lcm": "LCMScheduler",
+}
+MODEL_SCHEDULER = ""
 
 
 class PackError(ValueError):
     """A pack that cannot be used, with a message that says what to fix."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraFile:
+    """One LoRA file inside the pack folder and the weight it is applied with."""
+
     file: str
     weight: float = 1.0
 
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "weight": self.weight}
 
-@dataclass
-class PackManifest:
-    folder: Path
-    slug: str
-    version: str
-    base_family: str
-    names: dict[str, str]
-    descriptions: dict[str, str]
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoraFile:
+        return cls(file=str(data["file"]), weight=float(data.get("weight", cls.weight)))
+
+
+@dataclass(frozen=True)
+class FastMode:
+    """The optional ``[fast]`` table: a few-step sampler (and speed LoRA) for quick previews.
+
+    ``steps`` are the denoising steps a preview really runs; ``strength`` None means the
+    pack's own strength.
+    """
+
+    scheduler: str = "lcm"
+    steps: int = 4
+    guidance: float = 1.0
+    strength: float | None = None
+    lora: LoraFile | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scheduler": self.scheduler,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "strength": self.strength,
+            "lora": self.lora.to_json() if self.lora else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FastMode:
+        strength, lora = data.get("strength"), data.get("lora")
+        return cls(
+            scheduler=str(data.get("scheduler", cls.scheduler)),
+            steps=int(data.get("steps", cls.steps)),
+            guidance=float(data.get("guidance", cls.guidance)),
+            strength=float(strength) if strength is not None else None,
+            lora=LoraFile.from_json(lora) if lora else None,
+        )
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    """What a pack asks of the generator: prompts, LoRA files and recommended settings.
+
+    Stored as JSON on ``StylePack.manifest`` (``to_json``) and loaded back in one place
+    (``from_json``, through ``StylePack.spec``). A key missing from the stored JSON takes
+    the default written here, so older rows keep working when a field is added.
+    """
+
     prompt: str
     negative_prompt: str = ""
-    loras: list[LoraFile] = field(default_factory=list)
+    loras: tuple[LoraFile, ...] = ()
     steps: int = 20
     guidance: float = 6.0
     strength: float = 0.6
     width: int = 512
     height: int = 512
-    preview: str = ""
-    scheduler: str = ""
-    fast: dict | None = None  # few-step preview: scheduler, steps, guidance, optional speed LoRA
+    scheduler: str = MODEL_SCHEDULER
+    preview: str = ""  # image file name inside the pack folder; "" for none
+    fast: FastMode | None = None
+    folder: str = ""  # the pack's folder name under AVATAR_PACKS_DIR; "" means the slug
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
-            "loras": [{"file": lora.file, "weight": lora.weight} for lora in self.loras],
+            "loras": [lora.to_json() for lora in self.loras],
             "steps": self.steps,
             "guidance": self.guidance,
             "strength": self.strength,
@@ -59,20 +121,87 @@ class PackManifest:
             "height": self.height,
             "scheduler": self.scheduler,
             "preview": self.preview,
-            "fast": self.fast,
+            "fast": self.fast.to_json() if self.fast else None,
+            "folder": self.folder,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PackSpec:
+        # A None value is treated as absent, so load_manifest can pass a TOML key it did not find.
+        def get(key: str, default: Any) -> Any:
+            value = data.get(key)
+            return default if value is None else value
 
-def _require(data: dict, key: str, kind, where: Path):
+        fast = data.get("fast")
+        return cls(
+            prompt=str(data.get("prompt", "")),
+            negative_prompt=str(get("negative_prompt", cls.negative_prompt)),
+            loras=tuple(LoraFile.from_json(lora) for lora in get("loras", ())),
+            steps=int(get("steps", cls.steps)),
+            guidance=float(get("guidance", cls.guidance)),
+            strength=float(get("strength", cls.strength)),
+            width=int(get("width", cls.width)),
+            height=int(get("height", cls.height)),
+            scheduler=str(get("scheduler", cls.scheduler)),
+            preview=str(get("preview", cls.preview)),
+            fast=FastMode.from_json(fast) if fast is not None else None,
+            folder=str(get("folder", cls.folder)),
+        )
+
+
+@dataclass(frozen=True)
+class PackManifest:
+    """A pack folder as read from disk: who the pack is (slug, names, family) and its PackSpec."""
+
+    folder: Path
+    slug: str
+    version: str
+    base_family: str
+    names: dict[str, str]
+    descriptions: dict[str, str]
+    spec: PackSpec
+
+
+def _require(data: Mapping[str, Any], key: str, kind: type, where: Path) -> Any:
     if key not in data:
         raise PackError(f"{where}: '{key}' is missing")
     value = data[key]
     if not isinstance(value, kind):
-        raise PackError(f"{where}: '{key}' must be {kind.__name__ if isinstance(kind, type) else 'a number'}")
+        raise PackError(f"{where}: '{key}' must be a {kind.__name__}")
     return value
 
 
+def _table(data: Mapping[str, Any], key: str, where: Path) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise PackError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _numbers(table: Mapping[str, Any], kinds: dict[str, type], where: str, path: Path) -> dict[str, Any]:
+    """The table's numeric entries that are present, checked: TOML gives int or float, never bool."""
+    found = {}
+    for key, kind in kinds.items():
+        if key not in table:
+            continue
+        value = table[key]
+        allowed = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed):
+            raise PackError(f"{path}: {where}.{key} must be {'a whole number' if kind is int else 'a number'}")
+        found[key] = value
+    return found
+
+
+def _pack_file(name: str, folder: Path, what: str, path: Path) -> str:
+    if "/" in name or "\\" in name or not name.endswith(".safetensors"):
+        raise PackError(f"{path}: {what} '{name}' must be a .safetensors file inside the pack folder")
+    if not (folder / name).is_file():
+        raise PackError(f"{path}: {what} '{name}' not found")
+    return name
+
+
 def load_manifest(folder: Path) -> PackManifest:
+    """Read and check a pack folder; PackError says what to fix."""
     path = folder / MANIFEST_NAME
     if not path.is_file():
         raise PackError(f"{folder}: no {MANIFEST_NAME} in this folder")
@@ -96,76 +225,76 @@ def load_manifest(folder: Path) -> PackManifest:
 
     loras = []
     for entry in data.get("lora", []):
-        lora = LoraFile(file=_require(entry, "file", str, path), weight=float(entry.get("weight", 1.0)))
-        if "/" in lora.file or "\\" in lora.file or not lora.file.endswith(".safetensors"):
-            raise PackError(f"{path}: LoRA file '{lora.file}' must be a .safetensors file inside the pack folder")
-        if not (folder / lora.file).is_file():
-            raise PackError(f"{path}: LoRA file '{lora.file}' not found")
-        loras.append(lora)
+        file = _pack_file(_require(entry, "file", str, path), folder, "LoRA file", path)
+        loras.append({"file": file, **_numbers(entry, {"weight": float}, "lora", path)})
 
-    defaults = data.get("defaults", {})
-    manifest = PackManifest(
+    # The TOML's layout mapped onto the stored JSON's; what it leaves out takes PackSpec's defaults.
+    defaults = _table(data, "defaults", path)
+    spec = PackSpec.from_json({
+        "prompt": prompt,
+        "negative_prompt": data.get("negative_prompt"),
+        "loras": loras,
+        **_numbers(defaults, {"steps": int, "guidance": float, "strength": float, "width": int, "height": int},
+                   "defaults", path),
+        "scheduler": defaults.get("scheduler"),
+        "preview": data.get("preview"),
+        "fast": _fast_json(data, folder, path),
+        "folder": folder.name,
+    })
+    check_spec(spec, folder, path)
+    return PackManifest(
         folder=folder,
         slug=slug,
         version=str(_require(data, "version", str, path)),
         base_family=base_family,
         names={str(k): str(v) for k, v in names.items()},
-        descriptions={str(k): str(v) for k, v in data.get("descriptions", {}).items()},
-        prompt=prompt,
-        negative_prompt=str(data.get("negative_prompt", "")),
-        loras=loras,
-        steps=int(defaults.get("steps", 20)),
-        guidance=float(defaults.get("guidance", 6.0)),
-        strength=float(defaults.get("strength", 0.6)),
-        width=int(defaults.get("width", 512)),
-        height=int(defaults.get("height", 512)),
-        preview=str(data.get("preview", "")),
-        scheduler=str(defaults.get("scheduler", "")),
-        fast=load_fast_mode(data.get("fast"), folder, path),
+        descriptions={str(k): str(v) for k, v in _table(data, "descriptions", path).items()},
+        spec=spec,
     )
-    check_defaults(manifest, path)
-    return manifest
 
 
-SCHEDULER_NAMES = ("", "ddim", "dpm", "euler", "euler_a", "lcm")
-
-
-def load_fast_mode(fast, folder: Path, path: Path) -> dict | None:
-    """The optional [fast] table: a few-step sampler (and speed LoRA) for quick previews."""
-    if fast is None:
+def _fast_json(data: Mapping[str, Any], folder: Path, path: Path) -> dict[str, Any] | None:
+    """The TOML's [fast] table in the stored JSON's shape (its speed LoRA is `lora` plus `lora_weight`)."""
+    if "fast" not in data:
         return None
-    if not isinstance(fast, dict):
-        raise PackError(f"{path}: [fast] must be a table")
-    mode = {
-        "scheduler": str(fast.get("scheduler", "lcm")),
-        "steps": int(fast.get("steps", 4)),
-        "guidance": float(fast.get("guidance", 1.0)),
-        "strength": float(fast["strength"]) if "strength" in fast else None,
-        "lora": None,
-    }
-    if mode["scheduler"] not in SCHEDULER_NAMES:
-        raise PackError(f"{path}: fast.scheduler must be one of {', '.join(n for n in SCHEDULER_NAMES if n)}")
-    if not 1 <= mode["steps"] <= 12:
-        raise PackError(f"{path}: fast.steps must be between 1 and 12")
+    fast = _table(data, "fast", path)
+    mode: dict[str, Any] = _numbers(fast, {"steps": int, "guidance": float, "strength": float}, "fast", path)
+    if "scheduler" in fast:
+        mode["scheduler"] = str(fast["scheduler"])
     if "lora" in fast:
-        name = str(fast["lora"])
-        if "/" in name or not name.endswith(".safetensors") or not (folder / name).is_file():
-            raise PackError(f"{path}: fast.lora '{name}' must be a .safetensors file in the pack folder")
-        mode["lora"] = {"file": name, "weight": float(fast.get("lora_weight", 1.0))}
+        lora = {"file": _pack_file(str(fast["lora"]), folder, "fast.lora", path)}
+        weight = _numbers(fast, {"lora_weight": float}, "fast", path)
+        if weight:
+            lora["weight"] = weight["lora_weight"]
+        mode["lora"] = lora
     return mode
 
 
-def check_defaults(m: PackManifest, path: Path) -> None:
-    if not 1 <= m.steps <= 150:
+def _scheduler_names() -> str:
+    return ", ".join(SCHEDULERS)
+
+
+def check_spec(spec: PackSpec, folder: Path, path: Path) -> None:
+    """Refuse settings the generator cannot run, naming the key to fix."""
+    if not 1 <= spec.steps <= 150:
         raise PackError(f"{path}: defaults.steps must be between 1 and 150")
-    if not 0.0 < m.strength <= 1.0:
+    if not 0.0 < spec.strength <= 1.0:
         raise PackError(f"{path}: defaults.strength must be above 0 and at most 1")
-    if m.scheduler not in SCHEDULER_NAMES:
-        raise PackError(f"{path}: defaults.scheduler must be one of {', '.join(n for n in SCHEDULER_NAMES if n)}")
-    if not 0.0 <= m.guidance <= 30.0:
+    if spec.scheduler != MODEL_SCHEDULER and spec.scheduler not in SCHEDULERS:
+        raise PackError(f"{path}: defaults.scheduler must be one of {_scheduler_names()}")
+    if not 0.0 <= spec.guidance <= 30.0:
         raise PackError(f"{path}: defaults.guidance must be between 0 and 30")
-    for name, size in (("width", m.width), ("height", m.height)):
+    for name, size in (("width", spec.width), ("height", spec.height)):
         if size % 8 or not 64 <= size <= 2048:
             raise PackError(f"{path}: defaults.{name} must be a multiple of 8 between 64 and 2048")
-    if m.preview and ("/" in m.preview or not (m.folder / m.preview).is_file()):
-        raise PackError(f"{path}: preview image '{m.preview}' not found in the pack folder")
+    if spec.preview and ("/" in spec.preview or "\\" in spec.preview or not (folder / spec.preview).is_file()):
+        raise PackError(f"{path}: preview image '{spec.preview}' not found in the pack folder")
+    if spec.fast is not None:
+        if spec.fast.scheduler != MODEL_SCHEDULER and spec.fast.scheduler not in SCHEDULERS:
+            raise PackError(f"{path}: fast.scheduler must be one of {_scheduler_names()}")
+        if not 1 <= spec.fast.steps <= 12:
+            raise PackError(f"{path}: fast.steps must be between 1 and 12")
+        if spec.fast.strength is not None and not 0.0 < spec.fast.strength <= 1.0:
+            raise PackError(f"{path}: fast.strength must be above 0 and at most 1")
+        if not 0.0 <= spec.fast.guidance <= 30.0:
+            raise PackError(f"{path}: fast.guidance must be between 0 and 30")

@@ -3,13 +3,15 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import get_language
 
+from avatarapp.packs.manifest import PackSpec
+
 
 class StylePack(models.Model):
     """A style pack registered from its folder under AVATAR_PACKS_DIR.
 
     The manifest on disk is the source; this row mirrors what the web side needs
     (names, descriptions, generation defaults) so it never reads pack folders
-    on a request.
+    on a request. ``manifest`` holds ``PackSpec.to_json()``; read it through ``spec``.
     """
 
     slug = models.SlugField(unique=True)
@@ -21,6 +23,10 @@ class StylePack(models.Model):
     preview_key = models.CharField(max_length=255, blank=True)
     enabled = models.BooleanField(default=True)
     position = models.PositiveIntegerField(default=0)
+
+    # The cache behind `spec`, and the manifest object it was loaded from (plain attributes, not fields).
+    _spec: PackSpec | None = None
+    _spec_source: object = None
 
     class Meta:
         ordering = ["position", "slug"]
@@ -41,13 +47,12 @@ class StylePack(models.Model):
         return self._localised(self.descriptions)
 
     @property
-    def width(self) -> int:
-        return int(self.manifest.get("width", 512))
+    def spec(self) -> PackSpec:
+        """The stored manifest JSON as a typed PackSpec, loaded once per instance.
 
-    @property
-    def height(self) -> int:
-        return int(self.manifest.get("height", 512))
-
-    @property
-    def steps(self) -> int:
-        return int(self.manifest.get("steps", 20))
+        It is loaded again when ``manifest`` is replaced (as ``refresh_from_db`` and
+        ``pack.manifest = {...}`` do); change the JSON by replacing it, not in place.
+        """
+        if self._spec is None or self._spec_source is not self.manifest:
+            self._spec, self._spec_source = PackSpec.from_json(self.manifest), self.manifest
+        return self._spec

@@ -36,7 +36,7 @@ def sync_packs(packs_dir: Path | None = None) -> tuple[list[str], list[str]]:
                 "base_family": manifest.base_family,
                 "names": manifest.names,
                 "descriptions": manifest.descriptions,
-                "manifest": manifest.to_json() | {"folder": folder.name},
+                "manifest": manifest.spec.to_json(),
                 "enabled": True,
                 "position": position,
             },
@@ -47,4 +47,5 @@ def sync_packs(packs_dir: Path | None = None) -> tuple[list[str], list[str]]:
 
 
 def pack_folder(pack: StylePack) -> Path:
-    return settings.AVATAR_PACKS_DIR / pack.manifest.get("folder", pack.slug)
+    """Where the pack's files are on disk (its LoRA files, preview image)."""
+    return settings.AVATAR_PACKS_DIR / (pack.spec.folder or pack.slug)

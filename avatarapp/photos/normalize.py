@@ -10,13 +10,18 @@ profile is kept so colours stay right).
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import pillow_heif
 from django.conf import settings
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
 
 pillow_heif.register_heif_opener()
 
@@ -26,7 +31,7 @@ HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"
 class UploadRejected(Exception):
     """An upload we refuse, with the API error code, HTTP status and a localised message."""
 
-    def __init__(self, code: str, status: int, message, reason: str = ""):
+    def __init__(self, code: str, status: int, message: str | Promise, reason: str = "") -> None:
         super().__init__(str(message))
         self.code = code
         self.status = status
@@ -69,20 +74,25 @@ def normalise_upload(data: bytes) -> NormalisedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[kind])
+            image: Image.Image = Image.open(io.BytesIO(data), formats=[kind])
             if image.width * image.height > settings.AVATAR_MAX_PIXELS:
                 raise Image.DecompressionBombError("too many pixels")
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UploadRejected("too_large", 413, _("The photo has too many pixels. Please choose a smaller one.")) from None
-    except Exception:
-        raise UploadRejected("invalid_image", 400, _("This file could not be read as a photo. It may be damaged.")) from None
+        raise UploadRejected(
+            "too_large", 413, _("The photo has too many pixels. Please choose a smaller one."),
+        ) from None
+    except Exception:  # noqa: BLE001 - Pillow's decoders raise many types (OSError, ValueError, SyntaxError, ...)
+        raise UploadRejected(
+            "invalid_image", 400, _("This file could not be read as a photo. It may be damaged."),
+        ) from None
 
     # 3. Upright, then refuse photos too small to make a portrait from.
     try:
         image = ImageOps.exif_transpose(image)
     except Exception:
-        pass  # A broken orientation tag is not worth refusing the photo for.
+        # A broken orientation tag is not worth refusing the photo for.
+        logger.debug("Ignoring an unreadable EXIF orientation", exc_info=True)
     if min(image.size) < settings.AVATAR_MIN_SIDE:
         raise UploadRejected(
             "invalid_image", 400,
@@ -106,7 +116,7 @@ def normalise_upload(data: bytes) -> NormalisedImage:
 
     # 5. Re-encode from pixels only: no EXIF, XMP or comments survive.
     out = io.BytesIO()
-    save_args = {"format": "JPEG", "quality": 90, "optimize": True}
+    save_args: dict[str, Any] = {"format": "JPEG", "quality": 90, "optimize": True}
     if icc_profile:
         save_args["icc_profile"] = icc_profile
     image.save(out, **save_args)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from uuid import UUID
 from xml.sax.saxutils import escape
 
+from django.conf import settings
 from PIL import Image
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -36,9 +38,7 @@ class Provenance:
                 f"output {self.output_short_id}")
 
 
-def provenance_for(output_id, pack_slug: str) -> Provenance:
-    from django.conf import settings
-
+def provenance_for(output_id: UUID | str, pack_slug: str) -> Provenance:
     model = str(settings.AVATAR_BASE_MODEL).rstrip("/").rsplit("/", 1)[-1]
     return Provenance(output_short_id=str(output_id).replace("-", "")[:8], pack=pack_slug, model=model)
 
@@ -57,7 +57,7 @@ def build_xmp(p: Provenance) -> bytes:
   </rdf:Description>
  </rdf:RDF>
 </x:xmpmeta>
-<?xpacket end="w"?>""".encode("utf-8")
+<?xpacket end="w"?>""".encode()
 
 
 def build_exif(p: Provenance) -> bytes:

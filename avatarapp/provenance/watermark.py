@@ -1,4 +1,7 @@
-"""An invisible watermark that carries an output's short id.
+"""An invisible watermark that carries an output's short id: its format, and reading it.
+
+The worker embeds it (worker/provenance/watermark_embed.py); the web side reads it
+(`verify_image`), so the format lives here, importable without torch.
 
 Why our own and not the `invisible-watermark` package: its DWT-DCT marks do not
 survive downscaling, and people resize pictures before posting them. This mark
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from uuid import UUID
 
 import numpy as np
 from PIL import Image
@@ -36,7 +40,7 @@ PAYLOAD_BITS = ID_BITS + CHECK_BITS
 MIN_AGREEMENT = 0.7
 
 
-def _dct_matrix(n: int = BLOCK) -> np.ndarray:
+def dct_matrix(n: int = BLOCK) -> np.ndarray:
     k = np.arange(n)[:, None]
     i = np.arange(n)[None, :]
     m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2 / n)
@@ -44,14 +48,14 @@ def _dct_matrix(n: int = BLOCK) -> np.ndarray:
     return m
 
 
-DCT = _dct_matrix()
+DCT = dct_matrix()
 
 
 def _check(short_id: int) -> int:
     return int.from_bytes(hashlib.sha256(short_id.to_bytes(4, "big")).digest()[:2], "big")
 
 
-def _payload(short_id: int) -> np.ndarray:
+def payload_bits(short_id: int) -> np.ndarray:
     value = (short_id << CHECK_BITS) | _check(short_id)
     return np.array([(value >> (PAYLOAD_BITS - 1 - i)) & 1 for i in range(PAYLOAD_BITS)], dtype=np.int64)
 
@@ -66,36 +70,16 @@ def _blocks(plane: np.ndarray) -> np.ndarray:
     return plane.reshape(n, BLOCK, n, BLOCK).transpose(0, 2, 1, 3)  # (by, bx, 8, 8)
 
 
-def _canonical_coefficients(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def canonical_coefficients(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     small = np.asarray(Image.fromarray(luma.astype(np.float32), mode="F").resize(
         (CANONICAL, CANONICAL), Image.Resampling.BOX), dtype=np.float64)
     coefficients = DCT @ _blocks(small) @ DCT.T
     return small, coefficients
 
 
-def short_id_of(output_id) -> int:
+def short_id_of(output_id: UUID | str) -> int:
     """The 32-bit id a watermark carries: the first 8 hex digits of the output's UUID."""
     return int(str(output_id).replace("-", "")[:8], 16)
-
-
-def embed(image: Image.Image, short_id: int) -> Image.Image:
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    luma = rgb @ np.array([0.299, 0.587, 0.114])
-    _, coefficients = _canonical_coefficients(luma)
-    bits = np.resize(_payload(short_id), coefficients.shape[:2])
-    u, v = COEFFICIENT
-    c = coefficients[:, :, u, v]
-    offset = bits * STEP / 2
-    target = np.round((c - offset) / STEP) * STEP + offset
-    delta_coefficients = np.zeros_like(coefficients)
-    delta_coefficients[:, :, u, v] = target - c
-    delta_blocks = DCT.T @ delta_coefficients @ DCT
-    delta_small = delta_blocks.transpose(0, 2, 1, 3).reshape(CANONICAL, CANONICAL)
-    delta = np.asarray(Image.fromarray(delta_small.astype(np.float32), mode="F").resize(
-        (image.width, image.height), Image.Resampling.BICUBIC), dtype=np.float64)
-    # The same change on R, G and B changes luminance only, leaving hues alone.
-    marked = np.clip(rgb + delta[:, :, None], 0, 255)
-    return Image.fromarray(np.round(marked).astype(np.uint8), mode="RGB")
 
 
 @dataclass
@@ -110,7 +94,7 @@ class WatermarkReading:
 
 
 def read(image: Image.Image) -> WatermarkReading:
-    _, coefficients = _canonical_coefficients(_luma(image))
+    _, coefficients = canonical_coefficients(_luma(image))
     u, v = COEFFICIENT
     c = coefficients[:, :, u, v].reshape(-1)
     # Distance to the lattice for bit 0 and bit 1; the nearer one wins.

@@ -8,20 +8,14 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
+from avatarapp.jobs.models import Output
+from avatarapp.lib.storage_keys import card_key
 from avatarapp.provenance.metadata import Provenance, provenance_for, save_args
 
 CARD_SIZE = (1200, 630)
 CARD_MAX_BYTES = 300 * 1024
 BRAND_TOP = (76, 29, 149)
 BRAND_BOTTOM = (219, 39, 119)
-
-
-def card_key(output) -> str:
-    return f"users/{output.user_id}/cards/{output.id}.jpg"
-
-
-def card_keys_for_user(user) -> list[str]:
-    return [f"users/{user.id}/cards/{oid}.jpg" for oid in user.outputs.values_list("id", flat=True)]
 
 
 def render_card(portrait_bytes: bytes, provenance: Provenance | None = None) -> bytes:
@@ -32,8 +26,8 @@ def render_card(portrait_bytes: bytes, provenance: Provenance | None = None) -> 
     width, height = CARD_SIZE
     gradient = Image.linear_gradient("L").resize((width, height))
     card = Image.composite(Image.new("RGB", CARD_SIZE, BRAND_BOTTOM), Image.new("RGB", CARD_SIZE, BRAND_TOP), gradient)
-    with Image.open(io.BytesIO(portrait_bytes)) as portrait:
-        portrait = portrait.convert("RGB")
+    with Image.open(io.BytesIO(portrait_bytes)) as opened:
+        portrait = opened.convert("RGB")
         portrait.thumbnail((height - 60, height - 60), Image.Resampling.LANCZOS)
         card.paste(portrait, ((width - portrait.width) // 2, (height - portrait.height) // 2))
     extra = save_args(provenance) if provenance else {}
@@ -45,9 +39,9 @@ def render_card(portrait_bytes: bytes, provenance: Provenance | None = None) -> 
     return out.getvalue()
 
 
-def get_or_render_card(output) -> bytes:
+def get_or_render_card(output: Output) -> bytes:
     """The cached card for an output, rendered and stored on first use."""
-    key = card_key(output)
+    key = card_key(output.user_id, output.id)
     try:
         with default_storage.open(key, "rb") as f:
             return f.read()

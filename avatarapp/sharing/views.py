@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from avatarapp.ratelimit import allow, client_ip
+from avatarapp.lib.ratelimit import allow, client_ip
 from avatarapp.sharing.cards import CARD_SIZE, get_or_render_card
 from avatarapp.sharing.models import Report, Share
 

@@ -2,9 +2,10 @@
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from avatarapp.packs.manifest import PackError, load_manifest
 from avatarapp.packs.registry import sync_packs
@@ -13,13 +14,13 @@ from avatarapp.packs.registry import sync_packs
 class Command(BaseCommand):
     help = "Install a style pack from a folder (pack.toml + LoRA .safetensors + preview)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", type=Path)
         parser.add_argument("--base-family", default="sd15",
                             help="Family of the base model this server runs (sd15 or sdxl).")
         parser.add_argument("--replace", action="store_true", help="Replace an installed pack with the same slug.")
 
-    def handle(self, *args, path: Path, base_family: str, replace: bool, **options):
+    def handle(self, *args: Any, path: Path, base_family: str, replace: bool, **options: Any) -> None:
         try:
             manifest = load_manifest(path.resolve())
         except PackError as e:

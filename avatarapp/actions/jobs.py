@@ -1,0 +1,102 @@
+"""Jobs: create (and enqueue) within the quota, and cancel."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from avatarapp.accounts.models import User
+from avatarapp.actions.errors import ActionError, invalid_fields, not_found
+from avatarapp.actions.photos import get_own_photo, require_consent
+from avatarapp.celery import GENERATE_TASK, app
+from avatarapp.jobs.models import Job
+from avatarapp.packs.models import StylePack
+
+log = logging.getLogger(__name__)
+
+
+def quota_limit(user: User) -> int:
+    return settings.AVATAR_GUEST_DAILY_QUOTA if user.is_guest else settings.AVATAR_DAILY_QUOTA
+
+
+def quota_used(user: User) -> int:
+    """Images asked for in the last 24 hours; failed and cancelled jobs do not count."""
+    since = timezone.now() - timedelta(hours=24)
+    used = (
+        Job.objects.filter(user=user, created_at__gte=since)
+        .exclude(status__in=[Job.Status.FAILED, Job.Status.CANCELED])
+        .aggregate(n=Sum("count"))["n"]
+    )
+    return used or 0
+
+
+def get_own_job(user: User, job_id: uuid.UUID | str) -> Job:
+    job = Job.objects.select_related("pack").filter(id=job_id, user=user).first()
+    if job is None:
+        raise not_found(_("Job not found."))
+    return job
+
+
+def available_pack(slug: str) -> StylePack:
+    pack = StylePack.objects.filter(slug=slug, enabled=True).first()
+    if pack is None:
+        raise ActionError("unknown_pack", 400, _("This style is not available."),
+                          fields={"pack": _("Choose one of the available styles.")})
+    return pack
+
+
+def enqueue(job: Job) -> None:
+    app.send_task(GENERATE_TASK, args=[str(job.id)])
+    Job.objects.filter(id=job.id).update(enqueued_at=timezone.now())
+
+
+def do_create_job(user: User, photo_id: uuid.UUID | str, pack_slug: str, count: int = 1,
+                  seed: int | None = None, preview: bool = False) -> Job:
+    """Create a queued job and hand its id to the broker, or refuse and leave nothing behind."""
+    require_consent(user)
+    pack = available_pack(pack_slug)
+    if preview and pack.spec.fast is None:
+        raise invalid_fields({"preview": _("This style has no quick preview.")})
+    photo = get_own_photo(user, photo_id)
+    with transaction.atomic():
+        # Lock the user's row so two requests at once cannot both pass the quota.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        if quota_used(user) + count > quota_limit(user):
+            raise ActionError("quota_exceeded", 429,
+                              _("You have made as many pictures as you can for today. Please come back tomorrow."))
+        job = Job.objects.create(
+            user=user,
+            photo=photo,
+            pack=pack,
+            count=count,
+            preview=preview,
+            seed=seed if seed is not None else secrets.randbelow(2**32),
+        )
+    try:
+        enqueue(job)
+    except Exception:
+        log.exception("could not enqueue job %s", job.id)
+        job.delete()
+        raise ActionError("queue_unavailable", 503,
+                          _("We cannot take new pictures right now. Please try again in a minute.")) from None
+    return job
+
+
+def do_cancel_job(user: User, job_id: uuid.UUID | str) -> Job:
+    """Ask for a job to stop. A queued job stops at once, a running one between steps."""
+    job = get_own_job(user, job_id)
+    updated = Job.objects.filter(id=job.id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).update(
+        status=Job.Status.CANCELED, finished_at=timezone.now()
+    )
+    if not updated:
+        raise ActionError("already_finished", 409, _("This job has already finished."))
+    job.refresh_from_db()
+    return job

@@ -1,0 +1,32 @@
+"""Keep every page in one language: notice-only languages speak on the privacy pages alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from django.utils import translation
+
+from avatarapp.languages import ALL_LANGUAGES, NOTICE_ONLY_CODES, SITE_LANGUAGES, is_privacy_path
+
+FALLBACK = "en"
+
+
+class NoticeLanguageFallbackMiddleware:
+    """After LocaleMiddleware: a language with only the privacy notice translated (Bodo, Santali, …)
+    gets that notice and its pages in full, and every other page in English, not a mix."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if translation.get_language() in NOTICE_ONLY_CODES and not is_privacy_path(request.path):
+            translation.activate(FALLBACK)
+            request.LANGUAGE_CODE = FALLBACK
+        return self.get_response(request)
+
+
+def language_choices(request: HttpRequest) -> dict[str, list[str]]:
+    """Context processor: the picker offers all 23 languages on privacy pages, the site's 12 elsewhere."""
+    languages = ALL_LANGUAGES if is_privacy_path(request.path) else SITE_LANGUAGES
+    return {"picker_languages": [code for code, _ in languages]}

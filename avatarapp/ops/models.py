@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class WorkerStatusQuerySet(models.QuerySet):
+    def fresh(self) -> WorkerStatusQuerySet:
+        """Workers that reported within AVATAR_WORKER_STALE_AFTER seconds: alive and warm."""
+        stale_before = timezone.now() - timedelta(seconds=settings.AVATAR_WORKER_STALE_AFTER)
+        return self.filter(seen_at__gte=stale_before)
+
+
+class WorkerStatus(models.Model):
+    """A generation worker process whose engine is loaded and warm, as /readyz sees it.
+
+    The worker process writes its row once the base model, its packs and a warm-up run
+    are done, refreshes `seen_at` every few seconds while it lives, and deletes the row
+    when it stops cleanly. A process that dies without saying so leaves a row that goes
+    stale, so readiness never depends on a clean shutdown.
+    """
+
+    hostname = models.CharField(max_length=255)  # Celery's node name, gpu@host
+    pid = models.PositiveIntegerField()
+    family = models.CharField(max_length=16)  # sd15, sdxl
+    base_model = models.CharField(max_length=1024)
+    ready_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    objects = WorkerStatusQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hostname", "pid"], name="one_status_per_worker_process")]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} pid {self.pid} ({self.family})"
