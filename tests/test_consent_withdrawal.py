@@ -37,7 +37,7 @@ def test_consent_given_again_works_and_the_history_is_in_the_export(packs):
     assert api.post("/me/consent", {"version": 1, "adult": True}).status_code == 204
     assert api.upload_fixture().status_code == 201
 
-    archive = zipfile.ZipFile(io.BytesIO(api.get("/me/export").content))
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(api.get("/me/export").streaming_content)))
     history = json.loads(archive.read("chhavi.json"))["consent_history"]
     assert [(e["kind"], e["version"]) for e in history] == [("granted", 1), ("withdrawn", None), ("granted", 1)]
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
+import tempfile
 import zipfile
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.models import Session
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -22,6 +25,7 @@ from avatarapp.lib.ratelimit import allow
 from avatarapp.lib.storage import delete_prefix
 from avatarapp.lib.storage_keys import user_prefix
 from avatarapp.photos.models import Photo
+from avatarapp.sharing.models import Report
 
 
 def do_create_guest(client_ip: str, language: str) -> User:
@@ -63,16 +67,36 @@ def do_withdraw_consent(user: User) -> None:
     delete_photos(Photo.objects.filter(user=user))
 
 def do_erase_user(user: User) -> None:
-    """Delete the account and everything it owns: rows first, then every file under its prefix."""
+    """Delete the account and everything it owns: rows first, then every file under its prefix.
+
+    Reports about its pictures stay for moderation (reason, details, when, resolved) but lose
+    the share token and the picture that tied them to this person; its sessions go too.
+    """
     prefix = user_prefix(user.pk)  # before delete(), which clears the pk
     with transaction.atomic():
+        Report.objects.filter(output__user=user).update(output=None, share_token="")
+        delete_sessions_of(user)
         user.delete()
     delete_prefix(prefix)
 
 
-def build_export(user: User) -> bytes:
-    """A zip of what we hold about the user: a JSON summary plus every image."""
-    buffer = io.BytesIO()
+def delete_sessions_of(user: User) -> None:
+    """Django's sessions are not indexed by user, so the live ones are read (a scan, once per erasure)."""
+    doomed = [s.session_key for s in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+              if s.get_decoded().get(SESSION_KEY) == str(user.pk)]
+    Session.objects.filter(session_key__in=doomed).delete()
+
+
+EXPORT_NAME = "chhavi-export.zip"
+
+
+def build_export(user: User) -> IO[bytes]:
+    """A zip of what we hold about the user: a JSON summary plus every image, as a temporary file.
+
+    Written to disk, not memory, so an account with many pictures cannot swell the web
+    process; the caller streams it out (FileResponse) and closing it deletes it.
+    """
+    buffer = tempfile.TemporaryFile()
     summary: dict[str, Any] = {
         "id": str(user.id),
         "email": user.email,
@@ -92,7 +116,7 @@ def build_export(user: User) -> bytes:
             name = f"photos/{photo.id}.jpg"
             summary["photos"].append({"id": str(photo.id), "file": name, "created_at": photo.created_at.isoformat()})
             _add_file(archive, photo.storage_key, name)
-        for job in user.jobs.select_related("pack").prefetch_related("outputs"):
+        for job in user.jobs.select_related("pack").prefetch_related("outputs__shares"):
             entry: dict[str, Any] = {
                 "id": str(job.id),
                 "pack": job.pack.slug,
@@ -103,11 +127,16 @@ def build_export(user: User) -> bytes:
             }
             for output in job.outputs.all():
                 name = f"outputs/{output.id}.webp"
-                entry["outputs"].append({"id": str(output.id), "file": name})
+                shares = [{"url": settings.SITE_URL + reverse("share_page", kwargs={"token": share.token}),
+                           "created_at": share.created_at.isoformat(), "views": share.views,
+                           "expires_at": share.expires_at.isoformat() if share.expires_at else None}
+                          for share in output.shares.all()]
+                entry["outputs"].append({"id": str(output.id), "file": name, "shares": shares})
                 _add_file(archive, output.storage_key, name)
             summary["jobs"].append(entry)
         archive.writestr("chhavi.json", json.dumps(summary, indent=2, ensure_ascii=False))
-    return buffer.getvalue()
+    buffer.seek(0)
+    return buffer
 
 
 def _add_file(archive: zipfile.ZipFile, key: str, name: str) -> None:

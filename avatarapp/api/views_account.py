@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import logout as session_logout
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest
 from django.utils.translation import get_language
 from ninja import Router
 
@@ -94,8 +94,6 @@ def erase_me(request: ApiRequest) -> tuple[int, None]:
 
 
 @router.get("/me/export")
-def export_me(request: ApiRequest) -> HttpResponse:
-    data = account_actions.build_export(request.auth)
-    response = HttpResponse(data, content_type="application/zip")
-    response["Content-Disposition"] = 'attachment; filename="chhavi-export.zip"'
-    return response
+def export_me(request: ApiRequest) -> FileResponse:
+    return FileResponse(account_actions.build_export(request.auth), as_attachment=True,
+                        filename=account_actions.EXPORT_NAME, content_type="application/zip")

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth import login, logout
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 
 from avatarapp.accounts.consent import consent_text, consent_version
 from avatarapp.actions.accounts import (
+    EXPORT_NAME,
     build_export,
     do_create_guest,
     do_erase_user,
@@ -89,10 +90,9 @@ def delete_photo(request: UserRequest, photo_id: UUID) -> HttpResponse:
 
 @never_cache
 @signed_in_required
-def export(request: UserRequest) -> HttpResponse:
-    response = HttpResponse(build_export(request.user), content_type="application/zip")
-    response["Content-Disposition"] = 'attachment; filename="chhavi-export.zip"'
-    return response
+def export(request: UserRequest) -> FileResponse:
+    return FileResponse(build_export(request.user), as_attachment=True, filename=EXPORT_NAME,
+                        content_type="application/zip")
 
 
 @require_POST

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -14,7 +15,7 @@ from avatarapp.accounts.consent import has_consented
 from avatarapp.accounts.models import User
 from avatarapp.actions.errors import ActionError
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
 class UserRequest(HttpRequest):
@@ -34,7 +35,7 @@ def user_page(view: View, require_consent: bool) -> View:
     API answers)."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated or (require_consent and not has_consented(request.user)):
             return redirect(f"{reverse('consent')}?next={request.path}" if require_consent else reverse("consent"))
         try:
