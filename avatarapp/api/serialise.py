@@ -62,28 +62,30 @@ OUTPUT_FIELDS = ("outputs__id", "outputs__index", "outputs__width", "outputs__he
                  "outputs__created_at")
 
 
-def jobs_json(user: User, job_ids: Iterable[uuid.UUID | str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """The user's jobs (newest first, at most `limit`), or just those named, with their outputs."""
-    jobs = Job.objects.filter(user=user)
-    if job_ids is not None:
-        jobs = jobs.filter(id__in=list(job_ids))
-    else:
-        jobs = jobs.filter(id__in=list(jobs.order_by("-created_at").values_list("id", flat=True)[:limit]))
-    rows = list(jobs.order_by("-created_at").values_list(*JOB_FIELDS, *OUTPUT_FIELDS))
+def jobs_json(user: User, limit: int = 50) -> list[dict[str, Any]]:
+    """The user's newest jobs (at most `limit`), with their outputs."""
+    newest = list(Job.objects.filter(user=user).order_by("-created_at").values_list("id", flat=True)[:limit])
+    return jobs_from_rows(Job.objects.filter(id__in=newest).order_by("-created_at")
+                          .values_list(*JOB_FIELDS, *OUTPUT_FIELDS))
+
+
+def job_json(user: User, job_id: uuid.UUID | str) -> dict[str, Any] | None:
+    """One job, in a single filter with no ordering: the polled path keeps the ORM's work small."""
+    found = jobs_from_rows(Job.objects.filter(id=job_id, user=user).values_list(*JOB_FIELDS, *OUTPUT_FIELDS))
+    return found[0] if found else None
+
+
+def jobs_from_rows(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """Rows of a job joined with its outputs (one row per output, or one with NULLs), grouped per job."""
     n = len(JOB_FIELDS)
     by_job: dict[uuid.UUID, dict[str, Any]] = {}
-    outputs: dict[uuid.UUID, list[tuple]] = {}
+    outputs: dict[uuid.UUID, list[tuple[Any, ...]]] = {}
     for row in rows:
         job = by_job.setdefault(row[0], dict(zip(JOB_FIELDS, row[:n], strict=True)))
         outputs.setdefault(job["id"], [])
         if row[n] is not None:
             outputs[job["id"]].append(row[n:])
     return [job_dict(job, outputs[job_id]) for job_id, job in by_job.items()]
-
-
-def job_json(user: User, job_id: uuid.UUID | str) -> dict[str, Any] | None:
-    found = jobs_json(user, [job_id])
-    return found[0] if found else None
 
 
 def job_dict(job: dict[str, Any], output_rows: list[tuple]) -> dict[str, Any]:
