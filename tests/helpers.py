@@ -197,3 +197,18 @@ def store_output_for(job, image=None):
     output = store_output(job, 0, image if image is not None else Image.new("RGB", (512, 512), (90, 140, 200)))
     Job.objects.filter(id=job.id).update(status=Job.Status.SUCCEEDED, progress=1.0)
     return output
+
+
+def picture_for_the_latest_guest() -> str:
+    """A finished picture for the guest a browser test just created, stored as the worker stores it."""
+    from PIL import Image
+
+    from avatarapp.accounts.models import User
+    from avatarapp.jobs.models import Job
+    from avatarapp.packs.models import StylePack
+    from worker.outputs import store_output
+
+    user, photo = consenting_guest_with_photo(User.objects.filter(is_guest=True).latest("date_joined"))
+    job = Job.objects.create(user=user, photo=photo, pack=StylePack.objects.get(slug="avatar"), seed=1,
+                             status=Job.Status.SUCCEEDED, progress=1.0)
+    return str(store_output(job, 0, Image.new("RGB", (512, 512), (200, 120, 80))).id)

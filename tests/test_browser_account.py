@@ -8,26 +8,12 @@ import re
 import zipfile
 
 import pytest
-from PIL import Image
 from playwright.sync_api import expect
 
 from tests.browser import browser, phone, screenshot, site  # noqa: F401
+from tests.helpers import picture_for_the_latest_guest
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def picture_for_the_signed_in_guest() -> str:
-    """A finished picture for the guest the browser just created, stored as the worker stores it."""
-    from avatarapp.accounts.models import User
-    from avatarapp.jobs.models import Job
-    from avatarapp.packs.models import StylePack
-    from tests.helpers import consenting_guest_with_photo
-    from worker.outputs import store_output
-
-    user, photo = consenting_guest_with_photo(User.objects.filter(is_guest=True).latest("date_joined"))
-    job = Job.objects.create(user=user, photo=photo, pack=StylePack.objects.get(slug="avatar"), seed=1,
-                             status=Job.Status.SUCCEEDED, progress=1.0)
-    return str(store_output(job, 0, Image.new("RGB", (512, 512), (200, 120, 80))).id)
 
 
 def test_a_hindi_guest_secures_signs_out_and_in_exports_and_erases_the_account(phone):
@@ -41,7 +27,7 @@ def test_a_hindi_guest_secures_signs_out_and_in_exports_and_erases_the_account(p
     page.locator("input[name=agree]").check()
     page.locator("main button[type=submit]").click()
     expect(page).to_have_url(re.compile(r"/gallery$"))
-    output_id = picture_for_the_signed_in_guest()
+    output_id = picture_for_the_latest_guest()
 
     # Secure the guest account: the same account, now with an email and a password.
     page.goto("/account")

@@ -6,10 +6,10 @@ import re
 from urllib.parse import quote
 
 import pytest
-from PIL import Image
 from playwright.sync_api import expect
 
 from tests.browser import browser, phone, site  # noqa: F401
+from tests.helpers import picture_for_the_latest_guest
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -27,20 +27,6 @@ navigator.share = async (data) => {
 """
 
 
-def picture_for_the_signed_in_guest() -> str:
-    """A finished picture for the guest the browser just created, stored as the worker stores it."""
-    from avatarapp.accounts.models import User
-    from avatarapp.jobs.models import Job
-    from avatarapp.packs.models import StylePack
-    from tests.helpers import consenting_guest_with_photo
-    from worker.outputs import store_output
-
-    user, photo = consenting_guest_with_photo(User.objects.filter(is_guest=True).latest("date_joined"))
-    job = Job.objects.create(user=user, photo=photo, pack=StylePack.objects.get(slug="avatar"), seed=1,
-                             status=Job.Status.SUCCEEDED, progress=1.0)
-    return str(store_output(job, 0, Image.new("RGB", (512, 512), (200, 120, 80))).id)
-
-
 def test_share_hands_the_picture_file_to_the_phones_share_sheet(phone):
     device = phone("hi-IN")
     page = device.page
@@ -51,7 +37,7 @@ def test_share_hands_the_picture_file_to_the_phones_share_sheet(phone):
     page.locator("main button[type=submit]").click()
     expect(page).to_have_url(re.compile(r"/gallery$"))
 
-    output_id = picture_for_the_signed_in_guest()
+    output_id = picture_for_the_latest_guest()
     page.goto(f"/results/{output_id}")
     page.locator("form[action$='/share'] button").click()
     share_url = page.locator("#share-link").input_value()
