@@ -267,7 +267,7 @@ X_FRAME_OPTIONS = "DENY"
 # --- Chhavi -------------------------------------------------------------------
 # Every setting with a fixed set of values is checked here, at start-up, so a typo
 # (AVATAR_DTYPE=float16) stops the process with a message instead of failing each job.
-AVATAR_BASE_FAMILIES = ("auto", "sd15", "sdxl")
+AVATAR_BASE_FAMILIES = ("auto", "demo", "sd15", "sdxl")
 AVATAR_DEVICES = ("auto", "cuda", "mps", "cpu")
 AVATAR_DTYPES = ("auto", "fp32", "fp16", "bf16")
 AVATAR_LORA_MODES = ("auto", "active", "fused")

@@ -29,10 +29,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def packs(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from avatarapp.ops.models import WorkerStatus
     from avatarapp.packs.registry import sync_packs
 
     registered, _ = sync_packs()
-    assert {"cinematic", "avatar"} <= set(registered), "run `python manage.py prepare_demo` first"
+    assert {"cinematic", "avatar"} <= set(registered), "run `make prepare` first"
+    # The site offers a pack only while a warm worker of its family lives: stand in for the demo
+    # worker's record (a real worker started by a test writes its own).
+    WorkerStatus.objects.create(hostname="stand-in@tests", pid=1, family="demo", base_model="demo",
+                                ready_at=timezone.now(), seen_at=timezone.now() + timedelta(hours=1))
     return registered
 
 

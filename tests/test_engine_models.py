@@ -40,8 +40,8 @@ def build_tiny_sdxl(folder: Path) -> None:
     ).save_pretrained(folder)
 
 
-def test_the_demo_model_is_detected_as_sd15():
-    assert detect_family(Path(settings.AVATAR_BASE_MODEL)) == "sd15"
+def test_the_demo_model_names_its_own_family_so_its_packs_never_meet_a_real_model():
+    assert detect_family(Path(settings.AVATAR_BASE_MODEL)) == "demo"
 
 
 def test_an_sdxl_model_is_detected_loaded_and_runs(tmp_path):
@@ -57,14 +57,14 @@ def test_an_sdxl_model_is_detected_loaded_and_runs(tmp_path):
     assert picture.size == (64, 64)
 
 
-def test_an_sd15_pack_is_refused_by_an_sdxl_worker(tmp_path, packs):
+def test_a_demo_pack_is_refused_by_an_sdxl_worker(tmp_path, packs):
     from avatarapp.packs.models import StylePack
     from worker.packs import ensure_pack_loaded
 
     build_tiny_sdxl(tmp_path / "sdxl")
     engine = Engine(base_model=str(tmp_path / "sdxl"), device="cpu")
     engine.load()
-    with pytest.raises(EngineError, match="made for sd15"):
+    with pytest.raises(EngineError, match="made for demo"):
         ensure_pack_loaded(engine, StylePack.objects.get(slug="avatar"))
 
 
@@ -91,6 +91,6 @@ def test_the_worker_engine_is_built_from_the_settings(settings, monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
-    assert (engine.device, engine.lora_mode, engine.family) == ("cpu", "fused", "sd15")
+    assert (engine.device, engine.lora_mode, engine.family) == ("cpu", "fused", "demo")
     assert engine.base_model == settings.AVATAR_BASE_MODEL
     assert worker.engine.get_engine() is engine  # loaded once per process

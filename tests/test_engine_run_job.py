@@ -48,7 +48,7 @@ class StandInEngine:
     """The warm engine's place in run_job, for what does not need pixels: it records each batch's
     size, runs out of memory above `fits` pictures, and runs two steps through `on_step`."""
 
-    family = "sd15"
+    family = "demo"
 
     def __init__(self, fits: int = 4, during_first_step=None):
         self.lock = threading.Lock()

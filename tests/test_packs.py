@@ -31,7 +31,7 @@ def edit(folder: Path, old: str, new: str) -> None:
 def test_the_demo_packs_are_valid_and_localised():
     for slug in ("cinematic", "avatar"):
         manifest = load_manifest(Path(settings.AVATAR_PACKS_DIR) / slug)
-        assert manifest.base_family == "sd15"
+        assert manifest.base_family == "demo"
         assert {"en", "hi", "ur", "ta"} <= set(manifest.names)
         assert "{subject}" in manifest.spec.prompt
         assert manifest.spec.loras == (LoraFile(f"{slug}.safetensors", 1.0),)
@@ -42,7 +42,7 @@ def test_the_demo_packs_are_valid_and_localised():
 
 @pytest.mark.parametrize("old, new, message", [
     ('slug = "retro"', 'slug = "Retro Pack!"', "slug"),
-    ('base_family = "sd15"', 'base_family = "sd3"', "base_family"),
+    ('base_family = "demo"', 'base_family = "sd3"', "base_family"),
     ("{subject}, ", "", "{subject}"),
     ('file = "avatar.safetensors"', 'file = "missing.safetensors"', "not found"),
     ('file = "avatar.safetensors"', 'file = "../evil.safetensors"', "inside the pack folder"),
@@ -61,7 +61,7 @@ def test_a_broken_manifest_is_refused_with_a_message_that_says_what_to_fix(pack_
         load_manifest(pack_copy)
 
 
-def test_install_pack_copies_registers_and_lists_a_pack(pack_copy, settings, tmp_path):
+def test_install_pack_copies_registers_and_lists_a_pack(pack_copy, packs, settings, tmp_path):
     settings.AVATAR_PACKS_DIR = tmp_path / "installed"
     call_command("install_pack", str(pack_copy))
     assert (settings.AVATAR_PACKS_DIR / "retro" / "pack.toml").is_file()
@@ -72,11 +72,27 @@ def test_install_pack_copies_registers_and_lists_a_pack(pack_copy, settings, tmp
     call_command("install_pack", str(pack_copy), "--replace")
 
 
+def test_only_packs_a_warm_worker_can_run_are_offered_and_accepted(packs):
+    from avatarapp.ops.models import WorkerStatus
+    from tests.helpers import new_guest
+
+    api = new_guest()
+    photo = api.upload_fixture().json()
+    assert {p["slug"] for p in api.get("/packs").json()["packs"]} == {"avatar", "cinematic"}
+    # The demo worker goes; an SD1.5 worker comes: the demo packs are no longer offered.
+    WorkerStatus.objects.update(family="sd15")
+    assert api.get("/packs").json()["packs"] == []
+    refused = api.post("/jobs", {"photo": photo["id"], "pack": "avatar"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "pack_unavailable"
+    assert "/packs/avatar/preview" not in api.client.get("/").content.decode()
+
+
 def test_install_pack_refuses_a_pack_for_another_base_family(pack_copy, settings, tmp_path):
     settings.AVATAR_PACKS_DIR = tmp_path / "installed"
-    edit(pack_copy, 'base_family = "sd15"', 'base_family = "sdxl"')
+    edit(pack_copy, 'base_family = "demo"', 'base_family = "sdxl"')
     with pytest.raises(CommandError, match="made for sdxl"):
-        call_command("install_pack", str(pack_copy))
+        call_command("install_pack", str(pack_copy), base_family="demo")
     assert not (settings.AVATAR_PACKS_DIR / "retro").exists()
 
 

@@ -29,7 +29,7 @@ def test_a_warm_worker_makes_readyz_ready_until_it_stops(tmp_path):
         status = WorkerStatus.objects.get()
         assert status.hostname.startswith(f"test-{os.getpid()}@")
         assert status.pid != worker.process.pid  # the pool process that holds the engine, not celery's main
-        assert (status.family, status.base_model) == ("sd15", settings.AVATAR_BASE_MODEL)
+        assert (status.family, status.base_model) == ("demo", settings.AVATAR_BASE_MODEL)
         wait_until(lambda: WorkerStatus.objects.get(pk=status.pk).seen_at > status.seen_at, 15,
                    "the worker to refresh its status row")
     finally:

@@ -25,8 +25,10 @@ from typing import Any, TypedDict
 import torch
 from django.conf import settings  # read lazily, once main() has named the settings module
 
+from worker.engine import FAMILY_MARKER
+
 # Bump when this module changes what it writes: `build` then rebuilds the packs.
-DEMO_PACK_VERSION = "1.1.0"
+DEMO_PACK_VERSION = "1.2.0"
 SEED = 20261121
 TEXT_DIM = 64
 MAX_TOKENS = 77
@@ -196,6 +198,8 @@ def build_pipeline(folder: Path) -> Any:
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)
+    # Its own family, so its packs (LoRAs shaped for this tiny UNet) never meet a real SD1.5 model.
+    (folder / FAMILY_MARKER).write_text(json.dumps({"family": "demo"}) + "\n", encoding="utf-8")
     return pipe
 
 
@@ -239,7 +243,7 @@ def write_pack(packs_dir: Path, slug: str, unet: Any, seed: int) -> None:
         return "".join(f'{k} = {json.dumps(v, ensure_ascii=False)}\n' for k, v in d.items())
 
     (folder / "pack.toml").write_text(
-        f'slug = "{slug}"\nversion = "{DEMO_PACK_VERSION}"\nbase_family = "sd15"\n'
+        f'slug = "{slug}"\nversion = "{DEMO_PACK_VERSION}"\nbase_family = "demo"\n'
         f'prompt = {json.dumps(spec["prompt"])}\nnegative_prompt = {json.dumps(spec["negative_prompt"])}\n'
         f'preview = "preview.webp"\n\n[names]\n{toml_table(spec["names"])}\n'
         f'[descriptions]\n{toml_table(spec["descriptions"])}\n'
@@ -257,6 +261,10 @@ def build_demo(model_dir: Path, packs_dir: Path, force: bool = False) -> list[st
     if force or not (model_dir / "model_index.json").is_file():
         pipe = build_pipeline(model_dir)
         built.append(str(model_dir))
+    elif not (model_dir / FAMILY_MARKER).is_file():
+        # A demo model built before it named its family (Chhavi 0.1): name it now.
+        (model_dir / FAMILY_MARKER).write_text(json.dumps({"family": "demo"}) + "\n", encoding="utf-8")
+        built.append(str(model_dir / FAMILY_MARKER))
     for index, slug in enumerate(DEMO_PACKS):
         manifest = packs_dir / slug / "pack.toml"
         if force or not manifest.is_file() or f'version = "{DEMO_PACK_VERSION}"' not in manifest.read_text():

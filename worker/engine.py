@@ -73,8 +73,14 @@ def pick_dtype(device: str, setting: str = "auto") -> torch.dtype:
     return torch.float32
 
 
+# A file in a model folder that names its family outright (the demo model's is "demo").
+FAMILY_MARKER = "chhavi_family.json"
+
+
 def detect_family(path: Path) -> str:
-    """sd15 or sdxl, from a diffusers folder's pipeline class or a checkpoint's tensor names."""
+    """demo, sd15 or sdxl: from the folder's marker, its pipeline class, or a checkpoint's tensor names."""
+    if path.is_dir() and (path / FAMILY_MARKER).is_file():
+        return str(json.loads((path / FAMILY_MARKER).read_text())["family"])
     if path.is_dir():
         class_name = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
         return "sdxl" if "XL" in class_name else "sd15"

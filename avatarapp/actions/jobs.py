@@ -46,9 +46,12 @@ def get_own_job(user: User, job_id: uuid.UUID | str) -> Job:
 
 
 def available_pack(slug: str) -> StylePack:
-    pack = StylePack.objects.filter(slug=slug, enabled=True).first()
+    pack = StylePack.objects.offered().filter(slug=slug).first()
     if pack is None:
-        raise ActionError("unknown_pack", 400, _("This style is not available."),
+        # Unknown, disabled, or made for a model family no warm worker runs: refused now, in the
+        # person's language, rather than queued to fail later.
+        exists = StylePack.objects.filter(slug=slug, enabled=True).exists()
+        raise ActionError("pack_unavailable" if exists else "unknown_pack", 400, _("This style is not available."),
                           fields={"pack": _("Choose one of the available styles.")})
     return pack
 

@@ -48,7 +48,7 @@ router = Router(tags=["media"])
 
 @router.get("/packs", auth=None, response=PacksOut)
 def list_packs(request: HttpRequest) -> dict[str, Any]:
-    return {"packs": [pack_json(p) for p in StylePack.objects.filter(enabled=True)]}
+    return {"packs": [pack_json(p) for p in StylePack.objects.offered()]}
 
 
 # --- Photos ------------------------------------------------------------------

@@ -32,7 +32,7 @@ from avatarapp.packs.registry import pack_folder
 
 
 def landing(request: HttpRequest) -> HttpResponse:
-    packs = StylePack.objects.filter(enabled=True)
+    packs = StylePack.objects.offered()
     return render(request, "front/landing.html", {"packs": packs})
 
 
@@ -64,7 +64,7 @@ def choose_pack(request: UserRequest, photo_id: UUID) -> HttpResponse:
             status = e.status
     return render(request, "front/choose_pack.html", {
         "photo": photo,
-        "packs": StylePack.objects.filter(enabled=True),
+        "packs": StylePack.objects.offered(),
         "error": error,
         "photo_url": reverse("api-v1:photo_image", kwargs={"photo_id": photo.id}),
     }, status=status)

@@ -25,7 +25,7 @@ class WorkerStatus(models.Model):
 
     hostname = models.CharField(max_length=255)  # Celery's node name, gpu@host
     pid = models.PositiveIntegerField()
-    family = models.CharField(max_length=16)  # sd15, sdxl
+    family = models.CharField(max_length=16)  # demo, sd15, sdxl
     base_model = models.CharField(max_length=1024)
     ready_at = models.DateTimeField()
     seen_at = models.DateTimeField(db_index=True)
@@ -37,3 +37,8 @@ class WorkerStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} pid {self.pid} ({self.family})"
+
+
+def live_families() -> set[str]:
+    """The model families some warm worker runs right now (demo, sd15, sdxl)."""
+    return set(WorkerStatus.objects.fresh().values_list("family", flat=True).distinct())

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "pack.toml"
-BASE_FAMILIES = ("sd15", "sdxl")
+# "demo" is the built-in demo model's own family: its packs never meet a real model.
+BASE_FAMILIES = ("demo", "sd15", "sdxl")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,49}$")
 
 # The samplers a pack may name, and the diffusers class each name stands for (the

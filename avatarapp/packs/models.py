@@ -3,7 +3,16 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import get_language
 
+from avatarapp.ops.models import live_families
 from avatarapp.packs.manifest import PackSpec
+
+
+class StylePackQuerySet(models.QuerySet["StylePack"]):
+    def offered(self) -> StylePackQuerySet:
+        """Enabled packs that some warm worker can run: a pack made for another model family
+        (the demo packs beside a real SD1.5 model, say) is never offered, since its job could
+        only fail."""
+        return self.filter(enabled=True, base_family__in=live_families())
 
 
 class StylePack(models.Model):
@@ -23,6 +32,8 @@ class StylePack(models.Model):
     preview_key = models.CharField(max_length=255, blank=True)
     enabled = models.BooleanField(default=True)
     position = models.PositiveIntegerField(default=0)
+
+    objects = StylePackQuerySet.as_manager()
 
     # The cache behind `spec`, and the manifest object it was loaded from (plain attributes, not fields).
     _spec: PackSpec | None = None

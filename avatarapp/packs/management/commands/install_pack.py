@@ -7,7 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from avatarapp.packs.manifest import PackError, load_manifest
+from avatarapp.ops.models import live_families
+from avatarapp.packs.manifest import BASE_FAMILIES, PackError, load_manifest
 from avatarapp.packs.registry import sync_packs
 
 
@@ -16,19 +17,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", type=Path)
-        parser.add_argument("--base-family", default="sd15",
-                            help="Family of the base model this server runs (sd15 or sdxl).")
+        parser.add_argument("--base-family", default=None, choices=BASE_FAMILIES,
+                            help="Family of the base model this server runs (default: that of the warm workers).")
         parser.add_argument("--replace", action="store_true", help="Replace an installed pack with the same slug.")
 
-    def handle(self, *args: Any, path: Path, base_family: str, replace: bool, **options: Any) -> None:
+    def handle(self, *args: Any, path: Path, base_family: str | None, replace: bool, **options: Any) -> None:
         try:
             manifest = load_manifest(path.resolve())
         except PackError as e:
             raise CommandError(str(e)) from None
-        if manifest.base_family != base_family:
-            raise CommandError(
-                f"pack {manifest.slug} is made for {manifest.base_family}, but this server runs {base_family} models"
-            )
+        families = {base_family} if base_family else live_families()
+        if not families:
+            self.stderr.write("no warm worker is running, so the pack's family is not checked against a model")
+        elif manifest.base_family not in families:
+            raise CommandError(f"pack {manifest.slug} is made for {manifest.base_family}, but this server runs "
+                               f"{', '.join(sorted(families))} models")
         target = settings.AVATAR_PACKS_DIR / manifest.slug
         if target.exists():
             if not replace:
