@@ -49,7 +49,7 @@ def assert_refused(result: subprocess.CompletedProcess, *names: str) -> None:
     ("AVATAR_DEVICE", "gpu", "'auto', 'cuda', 'mps', 'cpu'"),
     ("AVATAR_DTYPE", "float16", "'auto', 'fp32', 'fp16', 'bf16'"),
     ("AVATAR_LORA_MODE", "hotswap", "'auto', 'active', 'fused'"),
-    ("AVATAR_BASE_FAMILY", "sd21", "'auto', 'sd15', 'sdxl'"),
+    ("AVATAR_BASE_FAMILY", "sd21", "'auto', 'demo', 'sd15', 'sdxl'"),
     ("AVATAR_LABEL_POSITION", "centre", "'bottom-right', 'bottom-left', 'top-right', 'top-left'"),
     ("LOG_LEVEL", "info", "'DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'"),
     ("DEBUG", "yes", "'True' or 'False'"),
