@@ -77,6 +77,7 @@ lint: $(LINT_STAMP)
 # Re-extract the strings of every language after changing templates or code.
 messages: install
 	for lang in hi bn mr te ta gu kn ml pa or ur as brx doi ks kok mai mni ne sa sat sd; do $(PY) manage.py makemessages -l $$lang -d django --no-obsolete -i ".venv/*" -i "var/*" -i "tests/*" -i "node_modules/*" >/dev/null; done
+	$(PY) tools/prune_notice_catalogues.py
 	$(PY) manage.py compilemessages -v0 -i ".venv" -i "var" -i "node_modules"
 
 clean:

@@ -48,6 +48,15 @@ ALL_LANGUAGES = SITE_LANGUAGES + NOTICE_ONLY_LANGUAGES
 NOTICE_ONLY_CODES = frozenset(code for code, _ in NOTICE_ONLY_LANGUAGES)
 RIGHT_TO_LEFT = ["ur", "ks", "sd"]
 
+# The source files of the privacy notice and its pages: a notice-only language's catalogue holds
+# exactly their strings (tools/prune_notice_catalogues.py), all translated.
+PRIVACY_SOURCES = (
+    "avatarapp/templates/base.html", "avatarapp/templates/front/consent.html",
+    "avatarapp/templates/front/account.html", "avatarapp/templates/front/account_delete.html",
+    "avatarapp/templates/front/error.html", "avatarapp/front/account_views.py",
+    "avatarapp/accounts/consent.py", "avatarapp/actions/accounts.py",
+)
+
 # Paths whose pages and messages are translated into every scheduled language.
 PRIVACY_PATHS = ("/consent", "/account", "/api/v1/consent", "/api/v1/me")
 
