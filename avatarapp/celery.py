@@ -14,3 +14,12 @@ app = Celery("chhavi")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 GENERATE_TASK = "worker.tasks.generate_job"
+RENDER_PREVIEWS_TASK = "worker.tasks.render_pack_previews"
+# Generation jobs go to one queue per model family (gpu.demo, gpu.sd15, gpu.sdxl): a worker
+# consumes only its own model's queue, so it never takes a job whose pack it cannot run.
+GENERATION_QUEUE = "gpu"
+
+
+def generation_queue(family: str) -> str:
+    """The queue of the workers that run `family` models."""
+    return f"{GENERATION_QUEUE}.{family}"

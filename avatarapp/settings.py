@@ -90,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "avatarapp.front.middleware.language_choices",
+                "avatarapp.front.middleware.operator_notices",
             ],
         },
     },
@@ -164,8 +165,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
         "polling_interval": 0.02,
     }
 )
+# Generation jobs are sent to their model family's queue, gpu.<family> (avatarapp.celery).
 CELERY_TASK_ROUTES = {
-    "worker.tasks.generate_job": {"queue": "gpu"},
     "worker.tasks.reap_stale_jobs": {"queue": "maintenance"},
     "worker.tasks.sweep_retention": {"queue": "maintenance"},
 }
@@ -279,7 +280,16 @@ AVATAR_BASE_MODEL = envstr("AVATAR_BASE_MODEL", str(VAR_DIR / "models" / "demo")
 AVATAR_BASE_FAMILY = envchoice("AVATAR_BASE_FAMILY", "auto", AVATAR_BASE_FAMILIES)
 # A local diffusers folder with the configs for a single-file checkpoint.
 AVATAR_BASE_CONFIG = envstr("AVATAR_BASE_CONFIG")
+# Where fetch_model and import_model install models (one folder each, see avatarapp/modelstore),
+# the catalogue fetch_model reads, and how long a download waits to connect or for the next bytes (s).
+AVATAR_MODELS_DIR = Path(envstr("AVATAR_MODELS_DIR", str(VAR_DIR / "models")))
+AVATAR_MODEL_CATALOGUE = Path(envstr("AVATAR_MODEL_CATALOGUE",
+                                     str(BASE_DIR / "avatarapp" / "modelstore" / "catalogue.toml")))
+AVATAR_DOWNLOAD_TIMEOUT = envfloat("AVATAR_DOWNLOAD_TIMEOUT", 30.0, min=1.0, max=600.0)
 AVATAR_PACKS_DIR = Path(envstr("AVATAR_PACKS_DIR", str(VAR_DIR / "packs")))
+# The packs that come with Chhavi, made for real SD1.5 and SDXL models; `register_packs`
+# copies them into AVATAR_PACKS_DIR.
+AVATAR_SHIPPED_PACKS_DIR = BASE_DIR / "packs"
 AVATAR_DEVICE = envchoice("AVATAR_DEVICE", "auto", AVATAR_DEVICES)
 AVATAR_DTYPE = envchoice("AVATAR_DTYPE", "auto", AVATAR_DTYPES)
 AVATAR_LORA_MODE = envchoice("AVATAR_LORA_MODE", "auto", AVATAR_LORA_MODES)
@@ -287,6 +297,10 @@ AVATAR_COMPILE = envbool("AVATAR_COMPILE", "False")  # torch.compile the UNet (p
 AVATAR_MAX_LORA_RANK = envint("AVATAR_MAX_LORA_RANK", 64, min=1, max=1024)  # hotswap slot size in compile mode
 # CPU threads for torch in a worker.
 AVATAR_TORCH_THREADS = envint("AVATAR_TORCH_THREADS", os.cpu_count() or 1, min=1, max=1024)
+# Caps on what any pack asks for, for CPU-only or small-GPU servers (0 = no cap): the steps
+# of a job, and the longer side of its picture (the other side follows, to a multiple of 8).
+AVATAR_MAX_STEPS = envint("AVATAR_MAX_STEPS", 0, min=0, max=150)
+AVATAR_MAX_SIDE = envint("AVATAR_MAX_SIDE", 0, min=0, max=2048)
 AVATAR_MAX_BATCH = envint("AVATAR_MAX_BATCH", 4, min=1, max=64)  # pictures per denoising batch
 AVATAR_HEARTBEAT_TIMEOUT = envint("AVATAR_HEARTBEAT_TIMEOUT", 120, min=1, max=86400)
 AVATAR_REQUEUE_AFTER = envint("AVATAR_REQUEUE_AFTER", 300, min=1, max=86400)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -56,14 +57,16 @@ def database_url_for_tests() -> str:
 
 
 class WorkerProcess:
-    def __init__(self, log_path: Path, env: dict):
+    def __init__(self, log_path: Path, env: dict, name: str = "test", beat: bool = True):
+        """A worker named `name` (two workers of one test need two names); only one may run `beat`."""
         from avatarapp.ops.processes import worker_command
 
         self.log_path = log_path
         self.hold_file = log_path.with_suffix(".hold")
         self.hold_file.unlink(missing_ok=True)
         self.log = log_path.open("w")
-        self.process = subprocess.Popen(worker_command(hostname=f"test-{os.getpid()}@%h"), cwd=ROOT,
+        self.hostname = f"{name}-{os.getpid()}@{socket.gethostname()}"
+        self.process = subprocess.Popen(worker_command(hostname=self.hostname, beat=beat), cwd=ROOT,
                                         env={**env, "AVATAR_HOLD_FILE": str(self.hold_file)},
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 

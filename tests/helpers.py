@@ -114,20 +114,24 @@ def new_guest(language: str | None = None, consent: bool = True) -> Api:
     return api
 
 
-def queued_messages() -> int:
-    """Messages waiting on the gpu queue of the configured broker."""
-    from avatarapp.celery import app
+def queued_messages(family: str = "demo") -> int:
+    """Messages waiting on the generation queue of `family`'s workers, on the configured broker."""
+    from avatarapp.celery import app, generation_queue
 
     with app.connection_for_write() as conn:
-        return conn.default_channel.queue_declare("gpu", passive=False, durable=True).message_count
+        return conn.default_channel.queue_declare(generation_queue(family), passive=False,
+                                                  durable=True).message_count
 
 
-def purge_queue() -> None:
-    from avatarapp.celery import app
+def purge_queue(*families: str) -> None:
+    """Empty the generation queues of `families` (every family's by default)."""
+    from avatarapp.celery import app, generation_queue
+    from avatarapp.packs.manifest import BASE_FAMILIES
 
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_declare("gpu", durable=True)
-        conn.default_channel.queue_purge("gpu")
+        for family in families or BASE_FAMILIES:
+            conn.default_channel.queue_declare(generation_queue(family), durable=True)
+            conn.default_channel.queue_purge(generation_queue(family))
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:

@@ -86,7 +86,7 @@ def make_jobs(n: int, count: int) -> list[Job]:
 def send(redis_url: str, jobs: list[Job]) -> None:
     sender = Celery(broker=redis_url)
     for job in jobs:
-        sender.send_task("worker.tasks.generate_job", args=[str(job.id)], queue="gpu")
+        sender.send_task("worker.tasks.generate_job", args=[str(job.id)], queue="gpu.demo")
         Job.objects.filter(id=job.id).update(enqueued_at=job.created_at)
 
 

@@ -72,10 +72,23 @@ def test_compile_mode_refuses_a_preview_that_needs_a_speed_lora():
 
 def test_compile_mode_refuses_a_pack_with_two_lora_files():
     swapping = demo_engine(lora_mode="hotswap", max_lora_rank=8)
-    with pytest.raises(EngineError, match="avatar has 2 LoRA files; compile mode .* takes exactly one"):
+    with pytest.raises(EngineError, match="avatar has 2 LoRA files; compile mode .* takes one per pack at most"):
         swapping.load_pack("avatar", "test", AVATAR, [LoraFile("avatar.safetensors"), LoraFile("speed.safetensors")])
     with pytest.raises(EngineError, match="not loaded"):
         swapping.switch_pack("avatar")
+
+
+def test_every_mode_runs_a_prompt_only_pack_as_the_base_model():
+    """A pack with no LoRA file (the shipped SD1.5 and SDXL packs) changes only the prompt."""
+    for mode in ("active", "fused", "hotswap"):
+        engine = demo_engine(lora_mode=mode, max_lora_rank=8)
+        engine.load_pack("avatar", "test", AVATAR, [LoraFile("avatar.safetensors")])
+        engine.load_pack("prompt-only", "test", AVATAR, [])
+        [base] = run(engine, None, [4])
+        [avatar] = run(engine, "avatar", [4])
+        [prompt_only] = run(engine, "prompt-only", [4])
+        assert not np.array_equal(avatar, base), mode
+        assert np.abs(prompt_only - base).max() <= 1, mode
 
 
 def test_compile_mode_refuses_a_lora_above_the_slot_rank():

@@ -41,16 +41,15 @@ from django.conf import settings  # noqa: E402
 from django.db import DatabaseError, connections  # noqa: E402
 
 import worker.tasks  # noqa: E402,F401  (registers the tasks)
-from avatarapp.celery import app  # noqa: E402
+from avatarapp.celery import GENERATION_QUEUE, RENDER_PREVIEWS_TASK, app, generation_queue  # noqa: E402
 from avatarapp.ops.models import WorkerStatus  # noqa: E402
 from worker import readiness  # noqa: E402
-from worker.engine import check_base_model, get_engine  # noqa: E402
+from worker.engine import check_base_model, detect_family, get_engine  # noqa: E402
 from worker.errors import EngineError  # noqa: E402
 from worker.packs import ensure_packs_loaded  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-GENERATION_QUEUE = settings.CELERY_TASK_ROUTES["worker.tasks.generate_job"]["queue"]
 EXIT_NO_MODEL = 2  # AVATAR_BASE_MODEL names nothing the engine could load
 EXIT_NOT_WARM = 3  # a pool process could not load the model or warm it up
 # A pool process that failed tells the main process with this signal (celery leaves it
@@ -65,6 +64,7 @@ class Startup:
     main_pid: int = 0
     hostname: str = ""
     serves_generation: bool = False
+    family: str = ""
     heartbeat: readiness.Heartbeat | None = None
 
 
@@ -80,14 +80,21 @@ def check_model_before_start(sender: WorkController, **kwargs: object) -> None:
     queues = worker.app.amqp.queues
     startup.main_pid = os.getpid()
     startup.hostname = worker.hostname
-    startup.serves_generation = GENERATION_QUEUE in (queues.consume_from or queues)
+    consumed = queues.consume_from or queues
+    startup.serves_generation = any(q == GENERATION_QUEUE or q.startswith(GENERATION_QUEUE + ".") for q in consumed)
     if not startup.serves_generation:
         return
     try:
-        check_base_model(settings.AVATAR_BASE_MODEL)
+        path = check_base_model(settings.AVATAR_BASE_MODEL)
+        family = settings.AVATAR_BASE_FAMILY if settings.AVATAR_BASE_FAMILY != "auto" else detect_family(path)
     except EngineError as e:
         log.critical("cannot start: %s", e)
         raise SystemExit(EXIT_NO_MODEL) from None
+    # `--queues gpu` means "generation jobs": of those, this worker takes only its model family's.
+    startup.family = family
+    queues.select_add(generation_queue(family))
+    queues.deselect([GENERATION_QUEUE])
+    log.info("this worker runs %s models: it takes jobs from the %s queue", family, generation_queue(family))
 
     def on_pool_process_not_warm(signum: int, frame: object) -> None:
         # The pool process has logged why; stop everything now (nothing runs yet, or
@@ -116,8 +123,8 @@ def warm_and_record() -> None:
         # A broken pack is that pack's problem: its jobs fail with this reason, the others run.
         log.error("a pack could not be loaded: %s", e)
     engine.warm_up()
-    readiness.record_warm(startup.hostname, engine.family, engine.base_model)
-    startup.heartbeat = readiness.Heartbeat(startup.hostname, engine.family, engine.base_model)
+    readiness.record_warm(startup.hostname, engine)
+    startup.heartbeat = readiness.Heartbeat(startup.hostname, engine)
     startup.heartbeat.start()
     log.info("engine warm: %s model %s on %s", engine.family, engine.base_model, engine.device)
 
@@ -168,6 +175,8 @@ class WaitForWarmEngine(bootsteps.StartStopStep):
                     warm_and_record()
                 except Exception as e:  # noqa: BLE001
                     fail(worker, f"the model could not be loaded or warmed up: {describe(e)}")
+            # Packs of this family with no preview rendered by such a model yet get one, between jobs.
+            app.send_task(RENDER_PREVIEWS_TASK, queue=generation_queue(startup.family))
         except WorkerShutdown as e:
             # A warm shutdown (SIGTERM) while loading: nothing is running yet, so stop now
             # instead of waiting for the pool processes to finish loading a model.

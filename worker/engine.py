@@ -79,6 +79,13 @@ FAMILY_MARKER = "chhavi_family.json"
 
 def detect_family(path: Path) -> str:
     """demo, sd15 or sdxl: from the folder's marker, its pipeline class, or a checkpoint's tensor names."""
+    try:
+        return _detect_family(path)
+    except Exception as e:
+        raise EngineError(f"could not tell the model family of {path}: {e}") from e
+
+
+def _detect_family(path: Path) -> str:
     if path.is_dir() and (path / FAMILY_MARKER).is_file():
         return str(json.loads((path / FAMILY_MARKER).read_text())["family"])
     if path.is_dir():
@@ -88,6 +95,16 @@ def detect_family(path: Path) -> str:
         keys = f.keys()
     # SDXL checkpoints carry a second text encoder under conditioner.embedders.1.
     return "sdxl" if any(k.startswith("conditioner.embedders.1") for k in keys) else "sd15"
+
+
+def capped(steps: int, width: int, height: int, max_steps: int, max_side: int) -> tuple[int, int, int]:
+    """Steps and size within the operator's caps (0 = none); the size keeps its aspect, in multiples of 8."""
+    if max_steps:
+        steps = min(steps, max_steps)
+    if max_side and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        width, height = (max(8, int(side * scale) // 8 * 8) for side in (width, height))
+    return steps, width, height
 
 
 def fit_photo(photo: Image.Image, width: int, height: int) -> Image.Image:

@@ -157,8 +157,9 @@ def _is_lora_up(key: str) -> bool:
 class HotswapSlot:
     """One adapter slot of fixed rank that each pack's weights are copied into, for a compiled UNet.
 
-    It holds one LoRA file at a time, so a pack must have exactly one, and a preview
-    cannot add a speed LoRA on top: both are refused with an EngineError.
+    It holds one LoRA file at a time, so a pack has one or none (a prompt-only pack runs with
+    the slot at zero, as "no pack" does), and a preview cannot add a speed LoRA on top: more
+    are refused with an EngineError.
     """
 
     ADAPTER = "slot"
@@ -174,9 +175,15 @@ class HotswapSlot:
         self.slot_loaded = False
 
     def load_pack(self, slug: str, folder: Path, loras: Sequence[LoraFile], fast_lora: LoraFile | None) -> None:
-        if len(loras) != 1:
-            raise EngineError(f"pack {slug} has {len(loras)} LoRA files; compile mode (hotswap) takes exactly "
-                              "one per pack, since its single adapter slot holds one LoRA at a time")
+        if len(loras) > 1:
+            raise EngineError(f"pack {slug} has {len(loras)} LoRA files; compile mode (hotswap) takes one "
+                              "per pack at most, since its single adapter slot holds one LoRA at a time")
+        self.states.pop(slug, None)
+        self.packs_with_speed_lora.discard(slug)
+        if fast_lora is not None:
+            self.packs_with_speed_lora.add(slug)
+        if not loras:
+            return  # prompt-only: activate() gives it the empty slot
         lora = loras[0]
         try:
             state, _ = self.pipe.lora_state_dict(str(folder / lora.file))
@@ -188,14 +195,13 @@ class HotswapSlot:
                               f"rank {self.max_rank} (AVATAR_MAX_LORA_RANK)")
         # The pack's weight is folded into lora_B, so the slot's scale never changes.
         self.states[slug] = {k: (v * lora.weight if _is_lora_up(k) else v) for k, v in state.items()}
-        self.packs_with_speed_lora.discard(slug)
-        if fast_lora is not None:
-            self.packs_with_speed_lora.add(slug)
 
     def activate(self, slug: str | None, fast: bool) -> None:
         if fast and slug in self.packs_with_speed_lora:
             raise EngineError(f"pack {slug}: its quick preview needs a speed LoRA on top of the pack's own, and "
                               "compile mode (hotswap) holds one LoRA at a time; turn AVATAR_COMPILE off for previews")
+        if slug not in self.states:
+            slug = None  # no pack, or a prompt-only one: the base model's own weights
         if slug is None and not self.slot_loaded:
             return  # no LoRA in the pipeline yet: it already is the base model
         if slug is None:

@@ -28,7 +28,7 @@ def reap_stale_jobs() -> dict:
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.AVATAR_HEARTBEAT_TIMEOUT)
     requeued = failed = resent = 0
-    for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale_before):
+    for job in Job.objects.select_related("pack").filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale_before):
         still_stale = Job.objects.filter(id=job.id, status=Job.Status.RUNNING, heartbeat_at__lt=stale_before)
         if job.attempts >= settings.AVATAR_MAX_ATTEMPTS:
             failed += still_stale.update(
@@ -40,7 +40,7 @@ def reap_stale_jobs() -> dict:
             enqueue(job)
             requeued += 1
     resend_before = now - timedelta(seconds=settings.AVATAR_REQUEUE_AFTER)
-    for job in Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=resend_before)[:500]:
+    for job in Job.objects.select_related("pack").filter(status=Job.Status.QUEUED, enqueued_at__lt=resend_before)[:500]:
         enqueue(job)
         resent += 1
     return {"requeued": requeued, "failed": failed, "resent": resent}

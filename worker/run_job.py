@@ -32,14 +32,18 @@ from django.db.models import F
 from django.utils import timezone
 from PIL import Image
 
+from avatarapp.actions.jobs import enqueue
+from avatarapp.celery import generation_queue
 from avatarapp.jobs.models import Job
 from avatarapp.packs.models import StylePack
-from worker.engine import Engine, EngineError, GenerationRequest, get_engine
+from worker.engine import Engine, EngineError, GenerationRequest, capped, get_engine
 from worker.outputs import remove_outputs, store_output
 from worker.packs import ensure_pack_loaded
 
 log = logging.getLogger(__name__)
 
+# What a pack's prompt template says in its {subject} slot.
+SUBJECT = "portrait of a person"
 # Denoising is most of the work; the rest of the bar is decoding and storing.
 DENOISE_SHARE = 0.9
 
@@ -169,16 +173,17 @@ def build_request(pack: StylePack, preview: bool, items: list[tuple[Job, int]],
         strength = fast.strength if fast.strength is not None else spec.strength
         # img2img runs steps x strength of the schedule; a preview's `steps` are the ones it really runs.
         steps, guidance, scheduler = math.ceil(fast.steps / strength), fast.guidance, fast.scheduler
+    steps, width, height = capped(steps, spec.width, spec.height, settings.AVATAR_MAX_STEPS, settings.AVATAR_MAX_SIDE)
     return GenerationRequest(
         images=[photos[job.id] for job, _ in items],
-        prompt=spec.prompt.replace("{subject}", "portrait of a person"),
+        prompt=spec.prompt.replace("{subject}", SUBJECT),
         negative_prompt=spec.negative_prompt,
         seeds=[seed for _, seed in items],
         steps=steps,
         guidance=guidance,
         strength=strength,
-        width=spec.width,
-        height=spec.height,
+        width=width,
+        height=height,
         scheduler=scheduler,
     )
 
@@ -274,24 +279,39 @@ def finish(jobs: list[Job], images: dict[UUID, list[Image.Image]]) -> int:
     return succeeded
 
 
+def send_to_own_family(job_id: str, family: str) -> bool:
+    """Re-send a queued job whose pack is made for another model family to that family's queue."""
+    job = Job.objects.select_related("pack").filter(id=job_id, status=Job.Status.QUEUED).first()
+    if job is None or job.pack.base_family == family:
+        return False
+    log.warning("job %s is for %s models, this worker runs %s: sent to %s", job.id, job.pack.base_family, family,
+                generation_queue(job.pack.base_family))
+    enqueue(job)
+    return True
+
+
 def run_job(job_id: str) -> str:
     """Run the named job, and the queued same-pack jobs claimed with it, from claim to stored pictures."""
-    # 1. Claim the job and its companions; a repeated or stale message claims nothing.
+    # 1. A job for another model family (a message sent to the wrong queue, or before the operator
+    #    changed this worker's model) goes to its family's queue untouched, not run and not failed.
+    engine = get_engine()
+    if send_to_own_family(job_id, engine.family):
+        return "rerouted"
+    # 2. Claim the job and its companions; a repeated or stale message claims nothing.
     jobs = claim_batch(job_id)
     if not jobs:
         return "skipped"
     try:
-        # 2. Load the pack on the warm engine (nothing to do when this version is resident).
-        engine = get_engine()
+        # 3. Load the pack on the warm engine (nothing to do when this version is resident).
         ensure_pack_loaded(engine, jobs[0].pack)
-        # 3. Read the photos; a job whose photo is gone has failed on its own.
+        # 4. Read the photos; a job whose photo is gone has failed on its own.
         photos = load_photos(jobs)
         jobs = [job for job in jobs if job.id in photos]
         if not jobs:
             return "failed"
-        # 4. Denoise every picture with the pack active, writing progress; a cancel stops within a step.
+        # 5. Denoise every picture with the pack active, writing progress; a cancel stops within a step.
         images = denoise_with_retry(engine, jobs, photos)
-        # 5. Store the pictures of the jobs still running and mark them succeeded.
+        # 6. Store the pictures of the jobs still running and mark them succeeded.
         return "done" if finish(jobs, images) else "canceled"
     except SoftTimeLimitExceeded:
         fail_jobs(jobs, "timed_out", "the soft time limit was reached")

@@ -6,6 +6,8 @@ from dataclasses import asdict
 
 from avatarapp.actions import retention
 from avatarapp.celery import app
+from worker.engine import get_engine
+from worker.previews import render_missing_previews
 from worker.reaper import reap_stale_jobs as reap
 from worker.run_job import run_job
 
@@ -24,3 +26,9 @@ def reap_stale_jobs() -> dict:
 def sweep_retention() -> dict:
     """Delete expired photos, expired share links and their cards, and files no row owns."""
     return asdict(retention.sweep())
+
+
+@app.task(name="worker.tasks.render_pack_previews", ignore_result=True)
+def render_pack_previews() -> list[str]:
+    """Render the previews this worker's model family still lacks (sent by each worker once it is warm)."""
+    return render_missing_previews(get_engine())

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from avatarapp.accounts.models import User
 from avatarapp.actions.errors import ActionError, invalid_fields, not_found
 from avatarapp.actions.photos import get_own_photo, require_consent
-from avatarapp.celery import GENERATE_TASK, app
+from avatarapp.celery import GENERATE_TASK, app, generation_queue
 from avatarapp.jobs.models import Job
 from avatarapp.packs.models import StylePack
 
@@ -57,7 +57,8 @@ def available_pack(slug: str) -> StylePack:
 
 
 def enqueue(job: Job) -> None:
-    app.send_task(GENERATE_TASK, args=[str(job.id)])
+    """Send the job's id to the queue of the workers that run its pack's model family."""
+    app.send_task(GENERATE_TASK, args=[str(job.id)], queue=generation_queue(job.pack.base_family))
     Job.objects.filter(id=job.id).update(enqueued_at=timezone.now())
 
 

@@ -51,7 +51,9 @@ def output_json(output: Output) -> dict[str, Any]:
 
 def pack_json(pack: StylePack) -> dict[str, Any]:
     spec = pack.spec
-    preview_url = reverse("pack_preview", kwargs={"slug": pack.slug}) if spec.preview else None
+    preview_url = None
+    if pack.has_preview:  # the version in the address, so a new version's preview is not an old cached one
+        preview_url = f'{reverse("pack_preview", kwargs={"slug": pack.slug})}?v={pack.version}'
     return {"slug": pack.slug, "name": pack.name, "description": pack.description, "preview_url": preview_url,
             "fast_preview": spec.fast is not None}
 

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import translation
 
 from avatarapp.languages import ALL_LANGUAGES, NOTICE_ONLY_CODES, SITE_LANGUAGES, is_privacy_path
+from avatarapp.ops.models import only_demo_model
 
 FALLBACK = "en"
 
@@ -30,3 +31,11 @@ def language_choices(request: HttpRequest) -> dict[str, list[str]]:
     """Context processor: the picker offers all 23 languages on privacy pages, the site's 12 elsewhere."""
     languages = ALL_LANGUAGES if is_privacy_path(request.path) else SITE_LANGUAGES
     return {"picker_languages": [code for code, _ in languages]}
+
+
+def operator_notices(request: HttpRequest) -> dict[str, bool]:
+    """For staff only: whether the site runs nothing but the demo model (a note then says how to get a real one)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_staff:
+        return {}  # no query for everyone else
+    return {"demo_only": only_demo_model()}

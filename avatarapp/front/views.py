@@ -11,6 +11,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -133,6 +134,13 @@ def delete_result(request: UserRequest, output_id: UUID) -> HttpResponse:
 @cache_control(public=True, max_age=86400)
 def pack_preview(request: HttpRequest, slug: str) -> FileResponse:
     pack = get_object_or_404(StylePack, slug=slug, enabled=True)
+    if pack.preview_key:
+        # Rendered by a worker from the reference portrait, and kept in storage (a web server may
+        # not share a disk with the workers).
+        try:
+            return FileResponse(default_storage.open(pack.preview_key, "rb"), content_type="image/webp")
+        except (FileNotFoundError, OSError):
+            raise Http404 from None
     name = pack.spec.preview
     if not name:
         raise Http404

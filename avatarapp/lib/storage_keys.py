@@ -31,3 +31,11 @@ def thumbnail_key(user_id: UUID | str, job_id: UUID | str, index: int) -> str:
 
 def card_key(user_id: UUID | str, output_id: UUID | str) -> str:
     return f"{user_prefix(user_id)}cards/{output_id}.jpg"
+
+
+PACKS_ROOT = "packs/"
+
+
+def pack_preview_key(slug: str, version: str) -> str:
+    """A style pack's preview rendered by a worker (no person's data: the bundled reference portrait)."""
+    return f"{PACKS_ROOT}{slug}/preview-{version}.webp"

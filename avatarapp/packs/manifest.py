@@ -1,17 +1,19 @@
 """A style pack's manifest (``pack.toml``), and the typed settings the generator reads from it.
 
-A pack is a folder: ``pack.toml``, one or more LoRA ``.safetensors`` files and a
-preview image. ``load_manifest`` reads and checks the folder. What generation
-needs of a pack is a ``PackSpec``: it is stored as JSON on the pack's row
-(``StylePack.manifest``) and read back with ``PackSpec.from_json``, so its
-defaults and the allowed sampler names live here and nowhere else. This module
-imports neither torch nor Django, so both the web process and the worker use it.
+A pack is a folder: ``pack.toml``, its LoRA ``.safetensors`` files (none for a
+prompt-only pack) and a preview image. ``load_manifest`` reads and checks the
+folder. What generation needs of a pack is a ``PackSpec``: it is stored as JSON
+on the pack's row (``StylePack.manifest``) and read back with
+``PackSpec.from_json``, so its defaults and the allowed sampler names live here
+and nowhere else. This module imports neither torch nor Django, so both the web
+process and the worker use it.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,39 @@ SCHEDULERS: dict[str, str] = {
     "lcm": "LCMScheduler",
 }
 MODEL_SCHEDULER = ""
+
+# Chhavi never lightens skin: a pack's positive prompt may not ask for fair, lighter or whiter
+# skin (its negative prompt may name "lightened skin", to steer away from it). English is matched
+# by SKIN_LIGHTENING_EN below; the site's other languages by these words. A "fair" word (said of
+# people only) counts next to a word for skin, complexion or colour, in either order, up to two
+# words apart; a "white" word (also said of saris and walls) only right before a word for skin or
+# complexion. "alone" words mean skin lightening by themselves. Stems: inflected forms match too.
+SKIN_LIGHTENING_WORDS: dict[str, tuple[str, ...]] = {
+    "fair": ("गोरा", "गोरी", "गोरे",  # Hindi, Marathi
+             "ফর্সা", "ফরসা", "ગોરી", "ગોરો", "ગોરા", "ਗੋਰੀ", "ਗੋਰਾ", "ਗੋਰੇ", "ଗୋରା", "ଗୋରି",
+             "گورا", "گوری", "گورے"),
+    "white": ("सफ़ेद", "पांढर", "সাদা", "తెల్ల", "வெள்ளை", "வெண்மை", "சிவப்பான", "சிவந்த",
+              "ಬಿಳಿ", "ಬೆಳ್ಳ", "വെളുത്ത", "വെളുപ്പ", "വെളുക്ക", "સફેદ", "ਚਿੱਟ", "ଧଳା", "سفید"),
+    "skin": ("त्वचा", "चमड़ी", "रंगत", "वर्ण", "कांती", "कांति", "ত্বক", "চামড়া", "చర్మ", "ఛాయ",
+             "தோல", "சரும", "ಚರ್ಮ", "ತ್ವಚೆ", "ಮೈಬಣ್ಣ", "ചർമ", "ചര്മ", "തൊലി", "ત્વચા", "ચામડી", "રંગત",
+             "ਚਮੜੀ", "ਤਵਚਾ", "ਰੰਗਤ", "ଚର୍ମ", "ଚମଡ଼ା", "ତ୍ୱଚା", "جلد", "چمڑی", "رنگت"),
+    "colour": ("रंग", "রং", "রঙ", "રંગ", "ਰੰਗ", "ରଙ୍ଗ", "رنگ"),
+    "alone": ("गोरापन", "गोरेपन", "गोरेपणा", "गोरीपान", "फेयरनेस", "சிவப்பழகு", "ગોરાપણું", "ਗੋਰਾਪਨ",
+              "ਗੋਰੇਪਨ", "گوراپن", "گورا پن"),
+}
+SKIN_LIGHTENING_EN = re.compile(r"""
+    \b(?:fair|fairer|fairest|pale|paler|porcelain|milky|whitened|lightened|bleached|brightened)
+       (?:(?:\s*,\s*|\s+and\s+|[\s-]+)(?:smooth|flawless|glowing|radiant|clear|even|soft|silky|creamy|rosy
+                                       |luminous|dewy|brown|toned)){0,2}
+       [\s-]+(?:skin|complexion)\w*                       # fair skin, pale smooth skin, fair-skinned
+  | \b(?:white|whiter|light|lighter|bright|brighter)      # said of lamps too: right before the skin word
+       (?:[\s-]+(?:brown|glowing|radiant|smooth|flawless))?[\s-]+(?:skin|complexion)\w*
+  | \b(?:skin|complexion)[\s-]+(?:whitening|lightening|bleaching|brightening|whitener|lightener)
+  | \b(?:whiten|lighten|bleach|brighten)(?:s|ed|ing)?\s+(?:(?:the|her|his|their|your|my)\s+)?(?:skin|complexion)\w*
+  | \b(?:skin|complexion)(?:[\s-]?tone)?\s+(?:fairer|lighter|whiter|paler)\b
+  | \b(?:fair|glow)\s*(?:&|and|n)\s*(?:lovely|handsome)\b | \bfairness\b
+  | \bgor[aie]\s+(?:twacha|rang|rangat|chamdi)\b | \bgorapan\b   # Hindi in Latin letters
+""", re.IGNORECASE | re.VERBOSE)
 
 
 class PackError(ValueError):
@@ -201,6 +236,54 @@ def _pack_file(name: str, folder: Path, what: str, path: Path) -> str:
     return name
 
 
+# Letters that are the same however typed, after NFC (which splits ड़ into ड and a nukta): no nuktas
+# (सफ़ेद is सफेद) or zero-width joiners, a non-joiner as a space (Urdu's), Urdu's yeh and kaf for Arabic's.
+_SAME_LETTERS: dict[int, int | None] = {
+    **dict.fromkeys((0x093C, 0x09BC, 0x0A3C, 0x0ABC, 0x0B3C, 0x200D)), 0x200C: 0x20, 0x064A: 0x06CC, 0x0643: 0x06A9,
+}
+
+
+def _same_letters(text: str) -> str:
+    return unicodedata.normalize("NFC", text).translate(_SAME_LETTERS)
+
+
+def _skin_lightening_indic() -> re.Pattern[str]:
+    def any_of(*kinds: str) -> str:
+        return "|".join(_same_letters(w) for kind in kinds for w in SKIN_LIGHTENING_WORDS[kind])
+
+    letters = r"[^\s,.;:!?।॥|()\"'“”]*"  # the rest of a word
+    gap = rf"(?:\s+{letters})"
+    fair, white, skin, colour = any_of("fair"), any_of("white"), any_of("skin"), any_of("skin", "colour")
+    return re.compile(
+        rf"(?<!\w)(?:{fair}){letters}{gap}{{0,2}}\s+(?:{colour}){letters}"
+        rf"|(?<!\w)(?:{colour}){letters}{gap}{{0,2}}\s+(?:{fair}){letters}"
+        rf"|(?<!\w)(?:{white}){letters}{gap}?\s+(?:{skin}){letters}"
+        rf"|(?<!\w)(?:{skin}){letters}\s+(?:{white}){letters}"
+        rf"|(?:{any_of('alone')}){letters}"
+    )
+
+
+SKIN_LIGHTENING_INDIC = _skin_lightening_indic()
+
+
+def skin_lightening_words(prompt: str) -> list[str]:
+    """The words of a positive prompt that ask for lighter skin (SKIN_LIGHTENING_WORDS), in order."""
+    text = _same_letters(prompt)
+    found = [m.group(0) for pattern in (SKIN_LIGHTENING_EN, SKIN_LIGHTENING_INDIC) for m in pattern.finditer(text)]
+    return list(dict.fromkeys(found))
+
+
+def check_prompt(prompt: str, path: Path) -> None:
+    """Refuse a prompt without the {subject} slot, or one that asks for lighter skin."""
+    if "{subject}" not in prompt:
+        raise PackError(f"{path}: prompt must contain the {{subject}} slot")
+    words = skin_lightening_words(prompt)
+    if words:
+        raise PackError(f"{path}: prompt asks for lighter skin ({', '.join(repr(w) for w in words)}): Chhavi never "
+                        "lightens skin or changes a person's skin tone. Describe light, clothes and setting "
+                        "instead, with 'natural skin texture, true-to-life skin tone'")
+
+
 def load_manifest(folder: Path) -> PackManifest:
     """Read and check a pack folder; PackError says what to fix."""
     path = folder / MANIFEST_NAME
@@ -221,8 +304,7 @@ def load_manifest(folder: Path) -> PackManifest:
     if "en" not in names:
         raise PackError(f"{path}: names must include English ('en')")
     prompt = _require(data, "prompt", str, path)
-    if "{subject}" not in prompt:
-        raise PackError(f"{path}: prompt must contain the {{subject}} slot")
+    check_prompt(prompt, path)
 
     loras = []
     for entry in data.get("lora", []):

@@ -58,6 +58,11 @@ class StylePack(models.Model):
         return self._localised(self.descriptions)
 
     @property
+    def has_preview(self) -> bool:
+        """A preview picture exists: rendered by a worker, or shipped in the pack folder (the demo packs')."""
+        return bool(self.preview_key or self.spec.preview)
+
+    @property
     def spec(self) -> PackSpec:
         """The stored manifest JSON as a typed PackSpec, loaded once per instance.
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from django.conf import settings
 
+from avatarapp.celery import RENDER_PREVIEWS_TASK, app, generation_queue
+from avatarapp.ops.models import live_families
 from avatarapp.packs.manifest import PackError, load_manifest
 from avatarapp.packs.models import StylePack
 
@@ -46,6 +49,53 @@ def sync_packs(packs_dir: Path | None = None) -> tuple[list[str], list[str]]:
     return registered, problems
 
 
+def install_shipped_packs(shipped_dir: Path | None = None, packs_dir: Path | None = None) -> list[str]:
+    """Copy the packs that ship with Chhavi (packs/<family>/<slug>/) into AVATAR_PACKS_DIR.
+
+    A pack already there at the same version is left alone; another version is replaced, so
+    an upgrade of Chhavi brings its packs' new prompts. Returns the slugs copied. The copy is
+    made beside the target and renamed into place, so a worker never reads half a pack.
+    """
+    shipped_dir = shipped_dir or settings.AVATAR_SHIPPED_PACKS_DIR
+    packs_dir = packs_dir or settings.AVATAR_PACKS_DIR
+    copied = []
+    for folder in sorted(shipped_dir.glob("*/*/")):
+        try:
+            manifest = load_manifest(folder)
+        except PackError as e:
+            log.warning("skipping a shipped pack: %s", e)
+            continue
+        target = packs_dir / manifest.slug
+        try:
+            current = load_manifest(target).version if target.is_dir() else None
+        except PackError:
+            current = None
+        if current == manifest.version:
+            continue
+        packs_dir.mkdir(parents=True, exist_ok=True)
+        staging = packs_dir / f".{manifest.slug}.installing"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(folder, staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+        copied.append(manifest.slug)
+    return copied
+
+
 def pack_folder(pack: StylePack) -> Path:
     """Where the pack's files are on disk (its LoRA files, preview image)."""
     return settings.AVATAR_PACKS_DIR / (pack.spec.folder or pack.slug)
+
+
+def request_previews() -> list[str]:
+    """Ask the warm workers of each real model family to render the previews their packs lack.
+
+    Called after packs are installed or registered, so a pack installed while workers run
+    gets its preview without a restart (a worker also asks for this itself once it is warm).
+    Returns the families asked.
+    """
+    families = sorted(live_families() - {"demo"})
+    for family in families:
+        app.send_task(RENDER_PREVIEWS_TASK, queue=generation_queue(family))
+    return families

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
-from avatarapp.ops.models import WorkerStatus
+from avatarapp.ops.models import WorkerStatus, only_demo_model
 from avatarapp.ops.processes import url_answers, web_command, worker_command
 
 CHECK_EVERY = 0.5  # seconds between two looks while waiting
@@ -90,6 +90,22 @@ class Readiness:
         return self.readyz_note
 
 
+DEMO_ONLY_NOTE = (
+    "Only the demo model is running: its pictures are abstract colour fields, not portraits.\n"
+    "  Get a real model: `make model NAME=sd15` (online) or `python manage.py import_model PATH` (air-gapped),\n"
+    "  then start again with AVATAR_BASE_MODEL=sd15 (see `python manage.py fetch_model --list`)."
+)
+
+
+def runs_only_demo_model() -> bool:
+    try:
+        return only_demo_model()
+    except DatabaseError:
+        return False
+    finally:
+        connections.close_all()
+
+
 class Command(BaseCommand):
     help = "Serve the site on 127.0.0.1:$PORT (default 8000) with one generation worker."
 
@@ -127,6 +143,8 @@ class Command(BaseCommand):
                         ready = True
                         self.stdout.write(self.style.SUCCESS(
                             f"Chhavi is ready on {site} after {now - started:.0f} s (Ctrl-C stops it)"))
+                        if runs_only_demo_model():
+                            self.stdout.write(self.style.WARNING(DEMO_ONLY_NOTE))
                     elif note != last_note or now - last_note_at >= REPEAT_EVERY:
                         self.stdout.write(f"  waiting for {note} ({now - started:.0f} s)")
                         last_note, last_note_at = note, now

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from avatarapp.ops.models import live_families
 from avatarapp.packs.manifest import BASE_FAMILIES, PackError, load_manifest
-from avatarapp.packs.registry import sync_packs
+from avatarapp.packs.registry import request_previews, sync_packs
 
 
 class Command(BaseCommand):
@@ -40,4 +40,6 @@ class Command(BaseCommand):
         settings.AVATAR_PACKS_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copytree(path, target)
         sync_packs()
+        # Warm workers load it with its first job; its preview is rendered now, between jobs.
+        request_previews()
         self.stdout.write(self.style.SUCCESS(f"installed {manifest.slug} {manifest.version}"))
