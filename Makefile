@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # torch==2.13.0 is the CPU wheel on these machines' disk; see constraints.txt.
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install prepare run worker web test test-fast bench bench-short bench-deps browser-deps messages lint clean
+.PHONY: install prepare run worker web test test-fast bench bench-short bench-deps browser-deps messages lint clean model
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ prepare: install
 
 run: prepare
 	$(PY) manage.py serve
+
+# Download a catalogue model into AVATAR_MODELS_DIR (var/models/<NAME>): `make model NAME=sd15`.
+model: install
+	$(PY) manage.py fetch_model $(NAME)
 
 # The pieces of `make run` on their own, for a GPU box that only runs workers.
 worker: prepare

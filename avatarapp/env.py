@@ -148,3 +148,9 @@ def stored_secret(name: str, path: Path) -> str:
     if not secret:
         raise ImproperlyConfigured(f"{name} is not set and {path} is empty; delete it to have a new one made")
     return secret
+
+
+def foreign(name: str) -> str:
+    """A variable another library owns (huggingface_hub's HF_ENDPOINT, HF_HUB_OFFLINE), read when it is
+    used rather than once at start: that library reads it itself, and Chhavi must agree with it."""
+    return os.environ.get(name, "")

@@ -8,7 +8,6 @@ never a reload of the base model or of the LoRA files.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -22,8 +21,11 @@ import torch
 from diffusers.image_processor import VaeImageProcessor
 from django.conf import settings
 from PIL import Image
-from safetensors import safe_open
 
+from avatarapp.modelstore.errors import ModelStoreError
+from avatarapp.modelstore.families import FAMILY_MARKER  # noqa: F401 - the demo model writes it
+from avatarapp.modelstore.families import detect_family as modelstore_family
+from avatarapp.modelstore.store import read_record
 from avatarapp.packs.manifest import MODEL_SCHEDULER, SCHEDULERS, LoraFile
 from worker.errors import EngineError
 from worker.lora_modes import LoraMode, make_lora_mode, resolve_lora_mode
@@ -73,28 +75,14 @@ def pick_dtype(device: str, setting: str = "auto") -> torch.dtype:
     return torch.float32
 
 
-# A file in a model folder that names its family outright (the demo model's is "demo").
-FAMILY_MARKER = "chhavi_family.json"
-
 
 def detect_family(path: Path) -> str:
-    """demo, sd15 or sdxl: from the folder's marker, its pipeline class, or a checkpoint's tensor names."""
+    """demo, sd15 or sdxl: from the folder's marker, its pipeline class, or a checkpoint's tensor names
+    (read from its header, without loading a weight: the same check import_model makes)."""
     try:
-        return _detect_family(path)
-    except Exception as e:
+        return modelstore_family(path)
+    except ModelStoreError as e:
         raise EngineError(f"could not tell the model family of {path}: {e}") from e
-
-
-def _detect_family(path: Path) -> str:
-    if path.is_dir() and (path / FAMILY_MARKER).is_file():
-        return str(json.loads((path / FAMILY_MARKER).read_text())["family"])
-    if path.is_dir():
-        class_name = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
-        return "sdxl" if "XL" in class_name else "sd15"
-    with safe_open(str(path), framework="pt") as f:
-        keys = f.keys()
-    # SDXL checkpoints carry a second text encoder under conditioner.embedders.1.
-    return "sdxl" if any(k.startswith("conditioner.embedders.1") for k in keys) else "sd15"
 
 
 def capped(steps: int, width: int, height: int, max_steps: int, max_side: int) -> tuple[int, int, int]:
@@ -118,12 +106,30 @@ def fit_photo(photo: Image.Image, width: int, height: int) -> Image.Image:
     return resized.crop((left, top, left + width, top + height))
 
 
+def locate_model(base_model: str) -> tuple[Path, str]:
+    """Where AVATAR_BASE_MODEL's weights are, and the local config folder a single checkpoint needs ("" if none).
+
+    It may be a path (a diffusers folder, an installed model's folder, a .safetensors checkpoint)
+    or the bare name of a model `fetch_model`/`import_model` installed under AVATAR_MODELS_DIR.
+    An installed single checkpoint is loaded from its file with the configs beside it.
+    """
+    path = Path(base_model)
+    installed = settings.AVATAR_MODELS_DIR / base_model
+    if not path.exists() and base_model and "/" not in base_model and installed.exists():
+        path = installed
+    record = read_record(path) if path.is_dir() else None
+    if record is not None and record.get("kind") == "checkpoint" and record.get("checkpoint"):
+        return path / str(record["checkpoint"]), str(path)
+    return path, ""
+
+
 def check_base_model(base_model: str) -> Path:
     """The cheap checks made before loading anything: the worker's main process runs them too,
     so a wrong path stops the worker at once, with one message, not in every pool process."""
-    path = Path(base_model)
+    path, _ = locate_model(base_model)
     if not path.exists():
-        raise EngineError(f"AVATAR_BASE_MODEL {base_model} does not exist")
+        raise EngineError(f"AVATAR_BASE_MODEL {base_model} does not exist (neither a path nor a model installed in "
+                          f"{settings.AVATAR_MODELS_DIR}; see `python manage.py fetch_model --list`)")
     if path.is_file() and path.suffix != ".safetensors":
         raise EngineError(f"AVATAR_BASE_MODEL {base_model} is not a .safetensors checkpoint")
     if path.is_dir() and not (path / "model_index.json").is_file():
@@ -159,10 +165,8 @@ class Engine:
     def load(self) -> None:
         """Read the base model (a diffusers folder or one .safetensors checkpoint) and keep it on the device."""
         path = check_base_model(self.base_model)
-        try:
-            self.family = self.family or detect_family(path)
-        except Exception as e:
-            raise EngineError(f"could not read {path}: {e}") from e
+        installed_config = locate_model(self.base_model)[1]
+        self.family = self.family or detect_family(path)
         pipeline_class: Any
         extra: dict[str, Any] = {}
         if self.family == "sdxl":
@@ -174,8 +178,9 @@ class Engine:
             if path.is_file():
                 # A single checkpoint needs its architecture's configs; with no hub, they come from
                 # a local diffusers folder of the same family (AVATAR_BASE_CONFIG).
-                if self.single_file_config:
-                    extra["config"] = self.single_file_config
+                config = self.single_file_config or installed_config
+                if config:
+                    extra["config"] = config
                 pipe = pipeline_class.from_single_file(str(path), dtype=self.dtype, local_files_only=True, **extra)
             else:
                 pipe = pipeline_class.from_pretrained(str(path), dtype=self.dtype, local_files_only=True, **extra)

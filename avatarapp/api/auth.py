@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.http import HttpRequest
+from ninja.errors import HttpError
 from ninja.security import HttpBearer, SessionAuth
 
 from avatarapp.accounts.models import ApiToken, User
 from avatarapp.accounts.tokens import user_for_token
+from avatarapp.actions.errors import ActionError
+from avatarapp.lib.refusals import CSRF_FAILED
 
 
 class ApiRequest(HttpRequest):
@@ -32,7 +35,26 @@ class BearerAuth(HttpBearer):
 
 
 class ActiveSessionAuth(SessionAuth):
-    """The logged-in session user (CSRF-checked for unsafe methods by ninja)."""
+    """The logged-in session user, CSRF-checked for unsafe methods.
+
+    Only a request that has a signed-in session is checked: that is what a forged cross-site
+    request would ride on. ninja checks CSRF before it looks for a session, so a client with
+    no session and a missing, malformed or revoked bearer token got 403 "CSRF check Failed"
+    (English) instead of the contract's 401 ``not_authenticated``; without a session there is
+    nothing to forge, so it now falls through to the 401. A session request that fails the
+    check is a localised 403 ``csrf_failed``.
+    """
+
+    def __call__(self, request: HttpRequest) -> Any:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or not user.is_active:
+            return None
+        try:
+            return super().__call__(request)
+        except HttpError as e:
+            if e.status_code != 403:
+                raise
+            raise ActionError("csrf_failed", 403, CSRF_FAILED) from None
 
     def authenticate(self, request: HttpRequest, key: str | None) -> Any:
         user = super().authenticate(request, key)

@@ -13,6 +13,7 @@ from avatarapp.actions.errors import ActionError
 from avatarapp.api import views_account, views_media
 from avatarapp.api.auth import API_AUTH
 from avatarapp.api.errors import error_response, validation_fields
+from avatarapp.lib.refusals import refusal_for
 
 log = logging.getLogger(__name__)
 
@@ -58,5 +59,10 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> JsonResponse:
 
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> JsonResponse:
+    # Bad input a view still met (a value the database refused, a body over Django's limits):
+    # a 4xx, as the guard in front/middleware.py answers it before any view.
+    refusal = refusal_for(exc)
+    if refusal is not None:
+        return refusal.json()
     log.exception("unhandled API error")
     return error_response(500, "server_error", _("Something went wrong on our side. Please try again."))

@@ -1,13 +1,22 @@
-"""Keep every page in one language: notice-only languages speak on the privacy pages alone."""
+"""Site-wide middleware and context processors: one language per page, and the request guard."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from datetime import timedelta
 
-from django.http import HttpRequest, HttpResponse
-from django.utils import translation
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import render
+from django.utils import timezone, translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext
 
+from avatarapp.jobs.models import Job
 from avatarapp.languages import ALL_LANGUAGES, NOTICE_ONLY_CODES, SITE_LANGUAGES, is_privacy_path
+from avatarapp.lib.ratelimit import note_retry_after, retry_after
+from avatarapp.lib.refusals import Refusal, is_api, refusal_for, refusal_for_request
 from avatarapp.ops.models import only_demo_model
 
 FALLBACK = "en"
@@ -39,3 +48,84 @@ def operator_notices(request: HttpRequest) -> dict[str, bool]:
     if user is None or not user.is_staff:
         return {}  # no query for everyone else
     return {"demo_only": only_demo_model()}
+
+
+class RequestGuardMiddleware:
+    """Nothing a client sends gets a 500: bad input is a clear, localised 4xx, on every path.
+
+    Placed after LocaleMiddleware (so refusals speak the request's language) and before
+    CommonMiddleware, CSRF and the views, it
+
+    - refuses, before any view runs, a request with invalid text anywhere (NUL, lone surrogates,
+      bytes that are not UTF-8) or a body over Django's limits (lib/refusals.py says why one
+      check here beats checking each field: no view, no row, no file, no queued message);
+    - turns what a view still raises for bad input (a DataError, Django's SuspiciousOperation
+      family) into the same 4xx (the API's own handler, api/main.py, does so inside ninja);
+    - gives every 429 a ``Retry-After``: what the refusing rate limit noted (the rest of its
+      window), else, for the daily quota, when the oldest picture of the 24 hours leaves them;
+    - shows the site's error page for a 405, keeping its ``Allow`` header.
+
+    Under /api/ the answer is the JSON error shape; elsewhere the site's error page.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        note_retry_after(None)  # a thread serves many requests: forget the last one's
+        refusal = refusal_for_request(request)
+        if refusal is not None:
+            return refuse(request, refusal)
+        response = self.get_response(request)
+        if response.status_code == 429 and not response.has_header("Retry-After"):
+            response["Retry-After"] = str(retry_after() or quota_wait(request))
+        if response.status_code == 405 and not is_api(request):
+            allow = response.get("Allow", "")
+            response = error_page(request, gettext("This method is not allowed here."), 405)
+            response["Allow"] = allow
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        refusal = refusal_for(exception)
+        return None if refusal is None else refuse(request, refusal)
+
+
+def refuse(request: HttpRequest, refusal: Refusal) -> HttpResponseBase:
+    return refusal.json() if is_api(request) else error_page(request, refusal.message, refusal.status)
+
+
+def error_page(request: HttpRequest, message: str | Promise, status: int) -> HttpResponse:
+    """The site's error page, also for a request refused before CSRF middleware saw it.
+
+    The page's language form carries a CSRF token: it must match the visitor's cookie (or set
+    one), which CsrfViewMiddleware arranges for the pages behind it.
+    """
+    csrf = CsrfViewMiddleware(lambda r: HttpResponse())
+    csrf.process_request(request)
+    response = render(request, "front/error.html", {"message": message}, status=status)
+    csrf.process_response(request, response)  # sets the cookie on this same response if it must
+    return response
+
+
+QUOTA_WINDOW = timedelta(hours=24)
+RETRY_AFTER_DEFAULT = 60
+
+
+def quota_wait(request: HttpRequest) -> int:
+    """Seconds until the oldest picture counted in the caller's 24-hour quota leaves the window.
+
+    The daily quota is the only 429 no rate limit explains; its window mirrors
+    actions.jobs.quota_used (jobs of the last 24 hours that did not fail or get cancelled).
+    """
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return RETRY_AFTER_DEFAULT
+    now = timezone.now()
+    oldest = (
+        Job.objects.filter(user=user, created_at__gte=now - QUOTA_WINDOW)
+        .exclude(status__in=[Job.Status.FAILED, Job.Status.CANCELED])
+        .order_by("created_at").values_list("created_at", flat=True).first()
+    )
+    if oldest is None:  # a quota of 0: nothing will leave, ask again in a day
+        return int(QUOTA_WINDOW.total_seconds())
+    return max(1, math.ceil((oldest + QUOTA_WINDOW - now).total_seconds()))

@@ -28,6 +28,7 @@ from avatarapp.actions.shares import do_share_once
 from avatarapp.front.requests import UserRequest, consented_user_required
 from avatarapp.jobs.errors import job_error_message
 from avatarapp.jobs.models import Job, Output
+from avatarapp.lib.refusals import CSRF_FAILED
 from avatarapp.packs.models import StylePack
 from avatarapp.packs.registry import pack_folder
 
@@ -168,6 +169,11 @@ def web_manifest(request: HttpRequest) -> HttpResponse:
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return render(request, "front/error.html", {"message": _("This page does not exist.")}, status=404)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a stale or missing form token gets the error page in the person's language."""
+    return render(request, "front/error.html", {"message": CSRF_FAILED}, status=403)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
