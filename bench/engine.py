@@ -592,7 +592,7 @@ def real_architecture(stages: Stages, short: bool) -> None:
 
     steps = 3 if short else 6
     with stages.stage("SD1.5-architecture model: build (once), load, warm up, 512² steps", total=3 + steps) as advance:
-        folder = build_sd15_folder(settings.VAR_DIR / "bench-models" / "sd15-architecture",
+        folder = build_sd15_folder(settings.VAR_DIR / "test-models" / "sd15-architecture",  # the tests' own
                                    tokenizer_from=settings.VAR_DIR / "models" / "demo")
         advance()
         engine = Engine(str(folder), device="cpu", dtype="fp32", lora_mode="active")
