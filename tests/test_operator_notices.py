@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from avatarapp.accounts.models import User
-from avatarapp.ops.management.commands.serve import DEMO_ONLY_NOTE, runs_only_demo_model
+from avatarapp.ops.management.commands.serve import runs_only_demo_model
 from avatarapp.ops.models import WorkerStatus
 
 pytestmark = pytest.mark.django_db
@@ -34,8 +34,7 @@ def test_staff_see_how_to_get_a_real_model_while_only_the_demo_model_runs(packs)
     assert "data-demo-only" in page and "make model NAME=sd15" in page and "import_model" in page
     admin = staff.get("/admin/").content.decode()
     assert "data-demo-only" in admin
-    assert runs_only_demo_model()
-    assert "make model NAME=sd15" in DEMO_ONLY_NOTE
+    assert runs_only_demo_model()  # what makes `make run` print its note
 
 
 def test_nobody_else_sees_it_and_staff_stop_seeing_it_once_a_real_model_runs(packs):

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from PIL import Image
 
+from avatarapp.celery import GENERATE_TASK, app, generation_queue
 from avatarapp.jobs.models import Job
 from avatarapp.ops.models import WorkerStatus
 from avatarapp.packs.manifest import load_manifest
@@ -130,3 +131,17 @@ def test_each_job_runs_on_the_worker_of_its_packs_family(sd15_worker, worker):
     for slug, job_id in sent.items():
         expected = worker if slug in ("cinematic", "avatar") else sd15_worker
         assert ran_on(job_id, expected), f"{slug} ran on {Job.objects.get(id=job_id).worker}"
+
+
+def test_a_message_sent_to_the_wrong_familys_queue_reaches_the_right_worker(sd15_worker, worker):
+    """A demo job whose message lands on the SD1.5 queue is passed on, not run there and not failed."""
+    register_all_packs()
+    worker_row(sd15_worker)
+    worker_row(worker)
+    api = new_guest()
+    photo = api.upload_fixture("portrait.jpg").json()["id"]
+    job = Job.objects.create(user_id=api.get("/me").json()["id"], photo_id=photo,
+                             pack=StylePack.objects.get(slug="cinematic"), count=1, seed=5)
+    app.send_task(GENERATE_TASK, args=[str(job.id)], queue=generation_queue("sd15"))
+    assert wait_for_job(api, str(job.id), timeout=180)[0]["status"] == "succeeded"
+    assert ran_on(str(job.id), worker)

@@ -25,7 +25,7 @@ from typing import Any, TypedDict
 import torch
 from django.conf import settings  # read lazily, once main() has named the settings module
 
-from worker.engine import FAMILY_MARKER
+from avatarapp.modelstore.families import FAMILY_MARKER
 
 # Bump when this module changes what it writes: `build` then rebuilds the packs.
 DEMO_PACK_VERSION = "1.2.0"

@@ -23,7 +23,6 @@ from django.conf import settings
 from PIL import Image
 
 from avatarapp.modelstore.errors import ModelStoreError
-from avatarapp.modelstore.families import FAMILY_MARKER  # noqa: F401 - the demo model writes it
 from avatarapp.modelstore.families import detect_family as modelstore_family
 from avatarapp.modelstore.store import read_record
 from avatarapp.packs.manifest import MODEL_SCHEDULER, SCHEDULERS, LoraFile

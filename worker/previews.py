@@ -15,22 +15,21 @@ import io
 import logging
 from pathlib import Path
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 
 from avatarapp.lib.storage_keys import pack_preview_key
 from avatarapp.packs.models import StylePack
-from worker.engine import Engine, GenerationRequest, capped
+from worker.engine import Engine
 from worker.packs import ensure_pack_loaded
+from worker.run_job import pack_request
 
 log = logging.getLogger(__name__)
 
 REFERENCE_PORTRAIT = Path(__file__).resolve().parent / "assets" / "reference_portrait.jpg"
 PREVIEW_SIDE = 320  # pixels: the cards show 160 CSS pixels, sharp on a 2x phone screen
 PREVIEW_SEED = 20261203
-SUBJECT = "portrait of a person"
 
 
 def packs_needing_previews(family: str) -> list[StylePack]:
@@ -44,15 +43,8 @@ def packs_needing_previews(family: str) -> list[StylePack]:
 
 def render_preview(engine: Engine, pack: StylePack) -> Image.Image:
     """The pack's look on the reference portrait, with its own prompt and settings (within the caps)."""
-    spec = pack.spec
-    steps, width, height = capped(spec.steps, spec.width, spec.height, settings.AVATAR_MAX_STEPS,
-                                  settings.AVATAR_MAX_SIDE)
     with Image.open(REFERENCE_PORTRAIT) as portrait:
-        reference = portrait.convert("RGB")
-    request = GenerationRequest(images=[reference], prompt=spec.prompt.replace("{subject}", SUBJECT),
-                                negative_prompt=spec.negative_prompt, seeds=[PREVIEW_SEED], steps=steps,
-                                guidance=spec.guidance, strength=spec.strength, width=width, height=height,
-                                scheduler=spec.scheduler)
+        request = pack_request(pack, [portrait.convert("RGB")], [PREVIEW_SEED])
     ensure_pack_loaded(engine, pack)
     with engine.lock:
         engine.switch_pack(pack.slug)

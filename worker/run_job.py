@@ -52,11 +52,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim_batch(job_id: str, max_pictures: int | None = None) -> list[Job]:
-    """Claim the named job and same-pack companions; [] if the named job is not queued any more."""
+def claim_batch(job_id: str, family: str, max_pictures: int | None = None) -> list[Job]:
+    """Claim the named job and same-pack companions; [] if the named job is not queued any more,
+    or is for a model family other than this worker's `family`."""
     max_pictures = max_pictures or settings.AVATAR_MAX_BATCH
     with transaction.atomic():
-        queued = Job.objects.filter(status=Job.Status.QUEUED)
+        # A subquery, not a join: FOR UPDATE on a join would lock the pack's row too, and a
+        # second worker claiming another job of that pack would skip its job as locked.
+        runnable = StylePack.objects.filter(base_family=family).values("id")
+        queued = Job.objects.filter(status=Job.Status.QUEUED, pack_id__in=runnable)
         if connection.features.has_select_for_update_skip_locked:
             # PostgreSQL: rows another worker is claiming right now are skipped, not waited for.
             queued = queued.select_for_update(skip_locked=True)
@@ -161,9 +165,11 @@ def seeds_for(job: Job) -> list[int]:
     return [(job.seed + n) % 2**32 for n in range(job.count)]
 
 
-def build_request(pack: StylePack, preview: bool, items: list[tuple[Job, int]],
-                  photos: dict[UUID, Image.Image]) -> GenerationRequest:
-    """The pack's recommended settings, or its few-step [fast] settings for a preview."""
+def pack_request(pack: StylePack, images: list[Image.Image], seeds: list[int],
+                 preview: bool = False) -> GenerationRequest:
+    """The pack's recommended settings (or its few-step [fast] ones for a preview) within the
+    operator's caps, for these photos and seeds. Jobs and the pack's own preview (worker/previews.py)
+    are both made with it."""
     spec = pack.spec
     # A preview of a pack that has lost its [fast] table since the job was created runs in full.
     fast = spec.fast if preview else None
@@ -175,10 +181,10 @@ def build_request(pack: StylePack, preview: bool, items: list[tuple[Job, int]],
         steps, guidance, scheduler = math.ceil(fast.steps / strength), fast.guidance, fast.scheduler
     steps, width, height = capped(steps, spec.width, spec.height, settings.AVATAR_MAX_STEPS, settings.AVATAR_MAX_SIDE)
     return GenerationRequest(
-        images=[photos[job.id] for job, _ in items],
+        images=images,
         prompt=spec.prompt.replace("{subject}", SUBJECT),
         negative_prompt=spec.negative_prompt,
-        seeds=[seed for _, seed in items],
+        seeds=seeds,
         steps=steps,
         guidance=guidance,
         strength=strength,
@@ -186,6 +192,12 @@ def build_request(pack: StylePack, preview: bool, items: list[tuple[Job, int]],
         height=height,
         scheduler=scheduler,
     )
+
+
+def build_request(pack: StylePack, preview: bool, items: list[tuple[Job, int]],
+                  photos: dict[UUID, Image.Image]) -> GenerationRequest:
+    """One chunk of a batch: each (job, seed) item's photo and seed."""
+    return pack_request(pack, [photos[job.id] for job, _ in items], [seed for _, seed in items], preview)
 
 
 def denoise(engine: Engine, jobs: list[Job], photos: dict[UUID, Image.Image],
@@ -292,26 +304,24 @@ def send_to_own_family(job_id: str, family: str) -> bool:
 
 def run_job(job_id: str) -> str:
     """Run the named job, and the queued same-pack jobs claimed with it, from claim to stored pictures."""
-    # 1. A job for another model family (a message sent to the wrong queue, or before the operator
-    #    changed this worker's model) goes to its family's queue untouched, not run and not failed.
+    # 1. Claim the job and its companions; a repeated or stale message claims nothing. A job for
+    #    another model family (a message sent to the wrong queue, or before the operator changed
+    #    this worker's model) is not claimed either: it goes to its family's queue, untouched.
     engine = get_engine()
-    if send_to_own_family(job_id, engine.family):
-        return "rerouted"
-    # 2. Claim the job and its companions; a repeated or stale message claims nothing.
-    jobs = claim_batch(job_id)
+    jobs = claim_batch(job_id, engine.family)
     if not jobs:
-        return "skipped"
+        return "rerouted" if send_to_own_family(job_id, engine.family) else "skipped"
     try:
-        # 3. Load the pack on the warm engine (nothing to do when this version is resident).
+        # 2. Load the pack on the warm engine (nothing to do when this version is resident).
         ensure_pack_loaded(engine, jobs[0].pack)
-        # 4. Read the photos; a job whose photo is gone has failed on its own.
+        # 3. Read the photos; a job whose photo is gone has failed on its own.
         photos = load_photos(jobs)
         jobs = [job for job in jobs if job.id in photos]
         if not jobs:
             return "failed"
-        # 5. Denoise every picture with the pack active, writing progress; a cancel stops within a step.
+        # 4. Denoise every picture with the pack active, writing progress; a cancel stops within a step.
         images = denoise_with_retry(engine, jobs, photos)
-        # 6. Store the pictures of the jobs still running and mark them succeeded.
+        # 5. Store the pictures of the jobs still running and mark them succeeded.
         return "done" if finish(jobs, images) else "canceled"
     except SoftTimeLimitExceeded:
         fail_jobs(jobs, "timed_out", "the soft time limit was reached")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -18,6 +19,7 @@ from avatarapp.actions.errors import ActionError, invalid_fields, not_found
 from avatarapp.actions.photos import get_own_photo, require_consent
 from avatarapp.celery import GENERATE_TASK, app, generation_queue
 from avatarapp.jobs.models import Job
+from avatarapp.lib.ratelimit import note_retry_after
 from avatarapp.packs.models import StylePack
 
 log = logging.getLogger(__name__)
@@ -27,15 +29,27 @@ def quota_limit(user: User) -> int:
     return settings.AVATAR_GUEST_DAILY_QUOTA if user.is_guest else settings.AVATAR_DAILY_QUOTA
 
 
+QUOTA_WINDOW = timedelta(hours=24)
+
+
+def counted_jobs(user: User, now: datetime) -> QuerySet[Job]:
+    """The jobs the daily quota counts: asked for in the last 24 hours, not failed or cancelled."""
+    return Job.objects.filter(user=user, created_at__gte=now - QUOTA_WINDOW).exclude(
+        status__in=[Job.Status.FAILED, Job.Status.CANCELED])
+
+
 def quota_used(user: User) -> int:
     """Images asked for in the last 24 hours; failed and cancelled jobs do not count."""
-    since = timezone.now() - timedelta(hours=24)
-    used = (
-        Job.objects.filter(user=user, created_at__gte=since)
-        .exclude(status__in=[Job.Status.FAILED, Job.Status.CANCELED])
-        .aggregate(n=Sum("count"))["n"]
-    )
-    return used or 0
+    return counted_jobs(user, timezone.now()).aggregate(n=Sum("count"))["n"] or 0
+
+
+def quota_retry_after(user: User) -> int:
+    """Seconds until the oldest counted job leaves the window (a whole day for a quota of 0)."""
+    now = timezone.now()
+    oldest = counted_jobs(user, now).order_by("created_at").values_list("created_at", flat=True).first()
+    if oldest is None:
+        return int(QUOTA_WINDOW.total_seconds())
+    return max(1, math.ceil((oldest + QUOTA_WINDOW - now).total_seconds()))
 
 
 def get_own_job(user: User, job_id: uuid.UUID | str) -> Job:
@@ -74,6 +88,7 @@ def do_create_job(user: User, photo_id: uuid.UUID | str, pack_slug: str, count: 
         # Lock the user's row so two requests at once cannot both pass the quota.
         User.objects.select_for_update().filter(pk=user.pk).first()
         if quota_used(user) + count > quota_limit(user):
+            note_retry_after(quota_retry_after(user))  # the 429's Retry-After (front/middleware.py)
             raise ActionError("quota_exceeded", 429,
                               _("You have made as many pictures as you can for today. Please come back tomorrow."))
         job = Job.objects.create(

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from datetime import timedelta
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext
 
-from avatarapp.jobs.models import Job
 from avatarapp.languages import ALL_LANGUAGES, NOTICE_ONLY_CODES, SITE_LANGUAGES, is_privacy_path
 from avatarapp.lib.ratelimit import note_retry_after, retry_after
 from avatarapp.lib.refusals import Refusal, is_api, refusal_for, refusal_for_request
@@ -61,8 +58,8 @@ class RequestGuardMiddleware:
       check here beats checking each field: no view, no row, no file, no queued message);
     - turns what a view still raises for bad input (a DataError, Django's SuspiciousOperation
       family) into the same 4xx (the API's own handler, api/main.py, does so inside ninja);
-    - gives every 429 a ``Retry-After``: what the refusing rate limit noted (the rest of its
-      window), else, for the daily quota, when the oldest picture of the 24 hours leaves them;
+    - gives every 429 a ``Retry-After``: what the refusal noted (the rest of a rate limit's
+      window; for the daily quota, when its oldest counted picture leaves the 24 hours);
     - shows the site's error page for a 405, keeping its ``Allow`` header.
 
     Under /api/ the answer is the JSON error shape; elsewhere the site's error page.
@@ -78,7 +75,7 @@ class RequestGuardMiddleware:
             return refuse(request, refusal)
         response = self.get_response(request)
         if response.status_code == 429 and not response.has_header("Retry-After"):
-            response["Retry-After"] = str(retry_after() or quota_wait(request))
+            response["Retry-After"] = str(retry_after() or RETRY_AFTER_DEFAULT)
         if response.status_code == 405 and not is_api(request):
             allow = response.get("Allow", "")
             response = error_page(request, gettext("This method is not allowed here."), 405)
@@ -107,25 +104,5 @@ def error_page(request: HttpRequest, message: str | Promise, status: int) -> Htt
     return response
 
 
-QUOTA_WINDOW = timedelta(hours=24)
+# A 429 whose cause noted no wait of its own (none does today): ask again in a minute.
 RETRY_AFTER_DEFAULT = 60
-
-
-def quota_wait(request: HttpRequest) -> int:
-    """Seconds until the oldest picture counted in the caller's 24-hour quota leaves the window.
-
-    The daily quota is the only 429 no rate limit explains; its window mirrors
-    actions.jobs.quota_used (jobs of the last 24 hours that did not fail or get cancelled).
-    """
-    user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
-        return RETRY_AFTER_DEFAULT
-    now = timezone.now()
-    oldest = (
-        Job.objects.filter(user=user, created_at__gte=now - QUOTA_WINDOW)
-        .exclude(status__in=[Job.Status.FAILED, Job.Status.CANCELED])
-        .order_by("created_at").values_list("created_at", flat=True).first()
-    )
-    if oldest is None:  # a quota of 0: nothing will leave, ask again in a day
-        return int(QUOTA_WINDOW.total_seconds())
-    return max(1, math.ceil((oldest + QUOTA_WINDOW - now).total_seconds()))

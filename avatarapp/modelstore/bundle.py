@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import sys
 import tarfile
 import time
@@ -42,7 +41,7 @@ from avatarapp.modelstore.errors import ModelStoreError
 from avatarapp.modelstore.families import MODEL_FAMILIES, WORKER_FAMILIES, detect_family, read_safetensors_header
 from avatarapp.modelstore.importer import ImportResult, inspect_folder
 from avatarapp.packs.manifest import SLUG_RE, PackError, load_manifest
-from avatarapp.packs.registry import request_previews, sync_packs
+from avatarapp.packs.registry import put_pack_folder, request_previews, sync_packs
 
 FORMAT = "chhavi-bundle"
 VERSION = 1
@@ -304,19 +303,7 @@ def _same_pack(target: Path, files: dict[str, tuple[int, str]], slug: str) -> bo
 
 def _install_pack(staged: Path, target: Path) -> None:
     """Move a checked pack folder into the packs folder in one step (copied first across disks)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if os.stat(staged).st_dev != os.stat(target.parent).st_dev:
-        incoming = target.parent / f".{target.name}.incoming-{os.getpid()}"
-        store.remove_tree(incoming)
-        shutil.copytree(staged, incoming)
-        staged = incoming
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-        os.replace(staged, target)
-        store.remove_tree(old)
-    else:
-        os.replace(staged, target)
+    put_pack_folder(staged, target, move=True)
     store.fsync_dir(target.parent)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def sync_packs(packs_dir: Path | None = None) -> tuple[list[str], list[str]]:
     """
     packs_dir = packs_dir or settings.AVATAR_PACKS_DIR
     registered, problems = [], []
-    folders = sorted(p for p in packs_dir.iterdir() if p.is_dir()) if packs_dir.is_dir() else []
+    # Hidden folders are packs on their way in or out (put_pack_folder), not packs.
+    folders = sorted(p for p in packs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if packs_dir.is_dir() else []
     for position, folder in enumerate(folders):
         try:
             manifest = load_manifest(folder)
@@ -49,12 +52,33 @@ def sync_packs(packs_dir: Path | None = None) -> tuple[list[str], list[str]]:
     return registered, problems
 
 
+def put_pack_folder(source: Path, target: Path, *, move: bool = False) -> None:
+    """Put a checked pack folder at `target` in one step, replacing what was there.
+
+    The folder is copied (or, with `move`, moved when it is on the same disk) to a hidden
+    sibling of `target` first and renamed into place, so a worker or `sync_packs` never reads
+    half a pack (hidden folders are not packs).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not move or os.stat(source).st_dev != os.stat(target.parent).st_dev:
+        incoming = target.parent / f".{target.name}.incoming-{os.getpid()}"
+        shutil.rmtree(incoming, ignore_errors=True)
+        shutil.copytree(source, incoming)
+        source = incoming
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, target)
+
+
 def install_shipped_packs(shipped_dir: Path | None = None, packs_dir: Path | None = None) -> list[str]:
     """Copy the packs that ship with Chhavi (packs/<family>/<slug>/) into AVATAR_PACKS_DIR.
 
     A pack already there at the same version is left alone; another version is replaced, so
-    an upgrade of Chhavi brings its packs' new prompts. Returns the slugs copied. The copy is
-    made beside the target and renamed into place, so a worker never reads half a pack.
+    an upgrade of Chhavi brings its packs' new prompts. Returns the slugs copied.
     """
     shipped_dir = shipped_dir or settings.AVATAR_SHIPPED_PACKS_DIR
     packs_dir = packs_dir or settings.AVATAR_PACKS_DIR
@@ -70,16 +94,9 @@ def install_shipped_packs(shipped_dir: Path | None = None, packs_dir: Path | Non
             current = load_manifest(target).version if target.is_dir() else None
         except PackError:
             current = None
-        if current == manifest.version:
-            continue
-        packs_dir.mkdir(parents=True, exist_ok=True)
-        staging = packs_dir / f".{manifest.slug}.installing"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(folder, staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-        copied.append(manifest.slug)
+        if current != manifest.version:
+            put_pack_folder(folder, target)
+            copied.append(manifest.slug)
     return copied
 
 

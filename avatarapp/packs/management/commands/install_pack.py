@@ -1,6 +1,5 @@
 """Copy a pack folder into AVATAR_PACKS_DIR and register it."""
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from avatarapp.ops.models import live_families
 from avatarapp.packs.manifest import BASE_FAMILIES, PackError, load_manifest
-from avatarapp.packs.registry import request_previews, sync_packs
+from avatarapp.packs.registry import put_pack_folder, request_previews, sync_packs
 
 
 class Command(BaseCommand):
@@ -33,12 +32,9 @@ class Command(BaseCommand):
             raise CommandError(f"pack {manifest.slug} is made for {manifest.base_family}, but this server runs "
                                f"{', '.join(sorted(families))} models")
         target = settings.AVATAR_PACKS_DIR / manifest.slug
-        if target.exists():
-            if not replace:
-                raise CommandError(f"pack {manifest.slug} is already installed; use --replace to update it")
-            shutil.rmtree(target)
-        settings.AVATAR_PACKS_DIR.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(path, target)
+        if target.exists() and not replace:
+            raise CommandError(f"pack {manifest.slug} is already installed; use --replace to update it")
+        put_pack_folder(path, target)
         sync_packs()
         # Warm workers load it with its first job; its preview is rendered now, between jobs.
         request_previews()
