@@ -7,7 +7,9 @@ needs no server. With them it uses PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",  # django-csp: its system checks (the middleware below sends the header)
     "avatarapp.accounts",
     "avatarapp.photos",
     "avatarapp.packs",
@@ -63,6 +66,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise, so static files go without; every page, API answer and error gets them.
+    "csp.middleware.CSPMiddleware",
+    "avatarapp.lib.headers.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "avatarapp.front.middleware.NoticeLanguageFallbackMiddleware",
@@ -127,8 +133,19 @@ AUTH_USER_MODEL = "accounts.User"
 REDIS_URL = envsecret("REDIS_URL")
 if REDIS_URL and urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
     raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// or unix://")
+# A Redis that is down, or hung (stopped, a half-open connection), must fail a call within this
+# many seconds rather than hold a request: the token cache then reads the database, rate limits
+# let the request through, a new job answers 503, and /readyz says why (README, "When Redis goes away").
+REDIS_SOCKET_TIMEOUT = 0.5
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Passed to redis-py's connection pool (no retries there: the callers fall back).
+            "OPTIONS": {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT},
+        }
+    }
 else:
     CACHES = {
         "default": {
@@ -153,9 +170,15 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
         f"AVATAR_HARD_TIME_LIMIT={CELERY_TASK_TIME_LIMIT}"
     )
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
-    # The hard time limit plus a margin: Redis re-delivers an unacknowledged
-    # message only after this, so it must outlast the longest legitimate job.
-    {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+    {
+        # The hard time limit plus a margin: Redis re-delivers an unacknowledged
+        # message only after this, so it must outlast the longest legitimate job.
+        "visibility_timeout": CELERY_TASK_TIME_LIMIT + 300,
+        # A hung Redis fails a publish (or /readyz's probe) instead of waiting forever; a worker
+        # reads its BRPOP replies when they arrive, so this does not cut its long polls short.
+        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+    }
     if REDIS_URL
     else {
         "data_folder_in": str(BROKER_DIR / "queue"),
@@ -203,6 +226,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # decides whether a job whose heartbeat stopped runs again.
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Sending a job's id: one retry on a fresh connection (a pooled one may be dead after a Redis
+# restart), then give up, so that with the broker unreachable POST /api/v1/jobs answers
+# 503 queue_unavailable within a second or two and leaves no row behind (actions/jobs.py).
+CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A pool process loads the base model, every pack and runs a warm-up before it takes
 # work. Celery kills a pool process it started again (after a crash) that is not up
@@ -260,13 +288,70 @@ TIME_ZONE = "Asia/Kolkata"
 languages.register_missing()  # Django's LANG_INFO lacks most scheduled languages
 
 # --- Sessions and security --------------------------------------------------
+# A site whose SITE_URL is https:// is served over HTTPS only: its cookies never travel over
+# plain HTTP, a plain-HTTP request is redirected, and browsers are told (HSTS) to use nothing
+# else. `manage.py check --deploy` then reports nothing (a test runs it with production settings).
+HTTPS = SITE_URL.startswith("https://")
 SESSION_COOKIE_AGE = 90 * 24 * 3600
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+LANGUAGE_COOKIE_SECURE = HTTPS
+LANGUAGE_COOKIE_HTTPONLY = True  # read by the server only
+# Lax on every cookie: sent when someone follows a link to the site, never with a cross-site
+# POST or an embedded request. Django's messages cookie takes the session cookie's flags.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 CSRF_FAILURE_VIEW = "avatarapp.front.views.csrf_failure"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", str(HTTPS))
+# Health probes (Kubernetes, Docker) speak plain HTTP to the process itself, past the proxy.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# One year, this host and its subdomains, preload-ready (the preload list itself needs the
+# apex domain submitted by hand at hstspreload.org). 0 turns HSTS off.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0, min=0, max=2 * 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "True")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "True")
+# Behind a reverse proxy that ends TLS, the header it sets to "https" on HTTPS requests (e.g.
+# X-Forwarded-Proto). Only when the proxy always sets or overwrites it: a client could send it.
+AVATAR_PROXY_SSL_HEADER = envstr("AVATAR_PROXY_SSL_HEADER")
+if AVATAR_PROXY_SSL_HEADER and not (AVATAR_PROXY_SSL_HEADER.isascii()
+                                    and AVATAR_PROXY_SSL_HEADER.replace("-", "").isalnum()):
+    raise ImproperlyConfigured(
+        f"Unexpected value AVATAR_PROXY_SSL_HEADER={AVATAR_PROXY_SSL_HEADER}, use a header name such as "
+        "X-Forwarded-Proto (letters, digits and '-')"
+    )
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + AVATAR_PROXY_SSL_HEADER.upper().replace("-", "_"), "https") if AVATAR_PROXY_SSL_HEADER else None
+)
+# Content-Security-Policy (django-csp): nothing inline, nothing from another host. The pages keep
+# every script and style in static/ (a test scans the templates); Django's admin needs nothing more.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],  # blob: the photo's preview before upload
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "manifest-src": ["'self'"],
+        "worker-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    },
+}
+# Permissions-Policy (avatarapp/lib/headers.py): no page needs these features. The upload page's
+# <input capture> opens the phone's camera app, which needs no permission; Web Share and the
+# clipboard keep their default (this site only).
+AVATAR_PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: [] for feature in (
+        "accelerometer", "autoplay", "browsing-topics", "camera", "display-capture", "geolocation",
+        "gyroscope", "hid", "magnetometer", "microphone", "midi", "payment", "serial", "usb",
+    )
+}
 
 # --- Chhavi -------------------------------------------------------------------
 # Every setting with a fixed set of values is checked here, at start-up, so a typo
@@ -320,9 +405,39 @@ AVATAR_PHOTO_TTL_HOURS = envint("AVATAR_PHOTO_TTL_HOURS", 24, min=1, max=24 * 36
 # Pictures a day; 0 is allowed and turns generation off for that kind of account.
 AVATAR_DAILY_QUOTA = envint("AVATAR_DAILY_QUOTA", 40, min=0, max=1_000_000)
 AVATAR_GUEST_DAILY_QUOTA = envint("AVATAR_GUEST_DAILY_QUOTA", 12, min=0, max=1_000_000)
+# Jobs one user may have queued or running at once; more answer 429 too_many_jobs.
+AVATAR_MAX_ACTIVE_JOBS = envint("AVATAR_MAX_ACTIVE_JOBS", 6, min=1, max=1_000_000)
 AVATAR_RATE_GUESTS_PER_HOUR = envint("AVATAR_RATE_GUESTS_PER_HOUR", 30, min=1, max=1_000_000)
 AVATAR_RATE_LOGINS_PER_HOUR = envint("AVATAR_RATE_LOGINS_PER_HOUR", 20, min=1, max=1_000_000)
 AVATAR_RATE_UPLOADS_PER_HOUR = envint("AVATAR_RATE_UPLOADS_PER_HOUR", 60, min=1, max=1_000_000)
+# Accounts that resist attack (README, "Accounts"). Per client (address): registrations, failed
+# sign-ins on any account, password-reset requests. Per account: failed sign-ins from anywhere
+# (a soft limit: past it each client gets only a few tries on that account, a correct password from
+# a client that has not failed is still let in) and reset messages sent (past it, no new message).
+# AVATAR_RATE_LOGINS_PER_HOUR is failed sign-ins per (client, account); the defaults follow it and
+# AVATAR_RATE_GUESTS_PER_HOUR, so one knob scales each family.
+AVATAR_RATE_REGISTRATIONS_PER_HOUR = envint("AVATAR_RATE_REGISTRATIONS_PER_HOUR",
+                                            max(1, AVATAR_RATE_GUESTS_PER_HOUR // 3), min=1, max=1_000_000)
+AVATAR_RATE_CLIENT_LOGIN_FAILURES_PER_HOUR = envint("AVATAR_RATE_CLIENT_LOGIN_FAILURES_PER_HOUR",
+                                                    5 * AVATAR_RATE_LOGINS_PER_HOUR, min=1, max=5_000_000)
+AVATAR_RATE_ACCOUNT_LOGIN_FAILURES_PER_HOUR = envint("AVATAR_RATE_ACCOUNT_LOGIN_FAILURES_PER_HOUR",
+                                                     5 * AVATAR_RATE_LOGINS_PER_HOUR, min=1, max=5_000_000)
+AVATAR_RATE_RESETS_PER_HOUR = envint("AVATAR_RATE_RESETS_PER_HOUR",
+                                     max(1, AVATAR_RATE_LOGINS_PER_HOUR // 2), min=1, max=1_000_000)
+AVATAR_RATE_ACCOUNT_RESETS_PER_HOUR = envint("AVATAR_RATE_ACCOUNT_RESETS_PER_HOUR",
+                                             max(1, AVATAR_RATE_LOGINS_PER_HOUR // 4), min=1, max=1_000_000)
+# The reverse proxies in front of the web server (comma-separated addresses or CIDRs): only a
+# request from one of them has its X-Forwarded-For read, for the client's address the rate limits
+# count. Empty (the default): the header is ignored, REMOTE_ADDR is the client.
+AVATAR_TRUSTED_PROXIES = [p.strip() for p in envstr("AVATAR_TRUSTED_PROXIES").split(",") if p.strip()]
+for _proxy in AVATAR_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"Unexpected value AVATAR_TRUSTED_PROXIES={_proxy}, use comma-separated "
+                                   "IP addresses or networks such as 10.0.0.0/8") from None
+# An API token unused for this many days stops working (401); every use keeps it alive.
+AVATAR_TOKEN_IDLE_DAYS = envint("AVATAR_TOKEN_IDLE_DAYS", 30, min=1, max=3650)
 AVATAR_PROGRESS_INTERVAL = envfloat("AVATAR_PROGRESS_INTERVAL", 0.25, min=0.0, max=60.0)
 AVATAR_MAX_ATTEMPTS = envint("AVATAR_MAX_ATTEMPTS", 3, min=1, max=100)
 # A worker that is warm records itself (avatarapp.ops.models.WorkerStatus) and refreshes
@@ -352,6 +467,21 @@ AVATAR_LABEL_SCALE = envfloat("AVATAR_LABEL_SCALE", 0.04, min=0.005, max=0.5)  #
 AVATAR_LABEL_FONT_DIRS = [Path(p) for p in envstr(
     "AVATAR_LABEL_FONT_DIRS", "/usr/share/fonts/truetype/noto:/usr/share/fonts/truetype/dejavu").split(":") if p]
 
+# Content safety (worker/safety.py): every picture is checked before it is stored, and an unsafe one
+# is stored blurred and flagged. AVATAR_SAFETY_CHECKER is a local folder with the diffusers safety
+# checker's weights (the operator brings them); AVATAR_SAFETY_CHECK picks the check: "off",
+# "diffusers" (the default once AVATAR_SAFETY_CHECKER is set) or the dotted path of an operator's
+# own worker.safety.SafetyCheck subclass. The worker checks the folder and the class at start.
+AVATAR_SAFETY_CHECKER = envstr("AVATAR_SAFETY_CHECKER")
+AVATAR_SAFETY_CHECK = envstr("AVATAR_SAFETY_CHECK", "diffusers" if AVATAR_SAFETY_CHECKER else "off")
+if AVATAR_SAFETY_CHECK not in ("off", "diffusers") and not re.fullmatch(
+        r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", AVATAR_SAFETY_CHECK):
+    raise ImproperlyConfigured(f"Unexpected value AVATAR_SAFETY_CHECK={AVATAR_SAFETY_CHECK}, use 'off', "
+                               "'diffusers' or the dotted path of a worker.safety.SafetyCheck subclass")
+if AVATAR_SAFETY_CHECK == "diffusers" and not AVATAR_SAFETY_CHECKER:
+    raise ImproperlyConfigured("AVATAR_SAFETY_CHECK=diffusers needs AVATAR_SAFETY_CHECKER, the folder holding the "
+                               "safety checker's weights")
+
 # Accounts: password-reset links go by email, codes by text message. Both backends print to the
 # log by default (development); operators point them at their own mail server and SMS gateway.
 EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -362,3 +492,14 @@ EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "False")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Chhavi <noreply@localhost>")
 AVATAR_SMS_BACKEND = envstr("AVATAR_SMS_BACKEND", "avatarapp.lib.sms.ConsoleSmsBackend")
+# Every new password (registration, a guest securing the account, a reset, the admin's password
+# change): Django's checks, with messages from this project's catalogue (accounts/passwords.py) so
+# each site language has them, plus one for passwords of a few repeated characters.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "avatarapp.accounts.passwords.UserAttributeSimilarityValidator",
+     "OPTIONS": {"user_attributes": ("email", "phone")}},
+    {"NAME": "avatarapp.accounts.passwords.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "avatarapp.accounts.passwords.CommonPasswordValidator"},
+    {"NAME": "avatarapp.accounts.passwords.NumericPasswordValidator"},
+    {"NAME": "avatarapp.accounts.passwords.VarietyValidator"},
+]

@@ -3,7 +3,10 @@
 Import the fixtures into a test module (``from tests.browser import browser, phone, site  # noqa: F401``).
 ``phone(locale)`` opens a fresh Pixel 7-class context against pytest-django's live
 server, records every request its pages (and service worker) make, and at the end
-checks that none left for another host: the site must not call third parties.
+checks that none left for another host: the site must not call third parties. It also
+records every Content-Security-Policy violation (the ``securitypolicyviolation`` event
+of each document, and chromium's "Refused to ..." console errors), and at the end checks
+there was none: the pages run under the site's real policy, which allows nothing inline.
 """
 
 from __future__ import annotations
@@ -45,6 +48,20 @@ TOUCH_TARGETS_JS = """(minimum) => {
   }
   return out;
 }"""
+
+
+# Put into every document before its own scripts run (init scripts are not subject to the
+# page's CSP): each violation goes to the test through an exposed binding, which outlives
+# navigations, and into window.__cspViolations for a test that wants to look in the page.
+CSP_RECORDER = """(() => {
+  window.__cspViolations = [];
+  document.addEventListener("securitypolicyviolation", (e) => {
+    const violation = {page: location.href, directive: e.effectiveDirective, blocked: e.blockedURI,
+                       source: e.sourceFile, line: e.lineNumber, sample: e.sample, disposition: e.disposition};
+    window.__cspViolations.push(violation);
+    if (window.__recordCspViolation) window.__recordCspViolation(violation);
+  }, true);
+})();"""
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +111,23 @@ class Phone:
         self.context.set_default_timeout(15_000)
         self.requests: list[str] = []
         self.context.on("request", lambda request: self.requests.append(request.url))
+        self.csp_violations: list[str] = []
+        self.context.expose_binding("__recordCspViolation", self._record_csp_violation)
+        self.context.add_init_script(CSP_RECORDER)
+        self.context.on("console", self._record_csp_console_message)
         self.page = self.context.new_page()
+
+    def _record_csp_violation(self, source, violation: dict) -> None:
+        where = urlsplit(violation.get("page") or "").path
+        blocked = violation.get("blocked") or "inline"
+        origin = f"{violation.get('source') or 'the page'}:{violation.get('line')}"
+        sample = violation.get("sample") or ""
+        directive = violation.get("directive")
+        self.csp_violations.append(f"{where}: {directive} blocked {blocked} ({origin}) {sample}".rstrip())
+
+    def _record_csp_console_message(self, message) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(f"console: {message.text}")
 
     def third_party_requests(self) -> list[str]:
         return third_party_urls(self.requests, self.base_url)
@@ -103,6 +136,18 @@ class Phone:
         assert self.requests, "no request was recorded at all"
         offenders = self.third_party_requests()
         assert not offenders, "requests to other hosts:\n" + "\n".join(offenders)
+
+    def assert_no_csp_violations(self) -> None:
+        # A round trip to each open page first: bindings it called are delivered before the answer.
+        from playwright.sync_api import Error as PlaywrightError
+
+        for page in self.context.pages:
+            try:
+                page.evaluate("() => true")
+            except PlaywrightError:
+                pass  # closed or crashed: nothing more to hear from it
+        violations = list(dict.fromkeys(self.csp_violations))
+        assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
 
     def close(self) -> None:
         self.context.close()
@@ -121,6 +166,7 @@ def phone(browser, site):
     try:
         for each in opened:
             each.assert_only_own_requests()
+            each.assert_no_csp_violations()
     finally:
         for each in opened:
             each.close()

@@ -43,7 +43,7 @@ from django.db import DatabaseError, connections  # noqa: E402
 import worker.tasks  # noqa: E402,F401  (registers the tasks)
 from avatarapp.celery import GENERATION_QUEUE, RENDER_PREVIEWS_TASK, app, generation_queue  # noqa: E402
 from avatarapp.ops.models import WorkerStatus  # noqa: E402
-from worker import readiness  # noqa: E402
+from worker import readiness, safety  # noqa: E402
 from worker.engine import check_base_model, detect_family, get_engine  # noqa: E402
 from worker.errors import EngineError  # noqa: E402
 from worker.packs import ensure_packs_loaded  # noqa: E402
@@ -87,6 +87,7 @@ def check_model_before_start(sender: WorkController, **kwargs: object) -> None:
     try:
         path = check_base_model(settings.AVATAR_BASE_MODEL)
         family = settings.AVATAR_BASE_FAMILY if settings.AVATAR_BASE_FAMILY != "auto" else detect_family(path)
+        safety.check_configuration()  # a missing checker folder stops it here; a check that is off warns once
     except EngineError as e:
         log.critical("cannot start: %s", e)
         raise SystemExit(EXIT_NO_MODEL) from None
@@ -117,6 +118,7 @@ def check_model_before_start(sender: WorkController, **kwargs: object) -> None:
 def warm_and_record() -> None:
     """Load the engine and the packs, run the warm-up, then count this process as ready."""
     engine = get_engine()
+    safety.load_safety_check(engine.device, engine.dtype)  # the content check, beside the engine
     try:
         ensure_packs_loaded(engine)
     except EngineError as e:

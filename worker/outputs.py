@@ -3,11 +3,15 @@
 Every picture leaves here labelled as AI-made three ways: a visible label in
 the owner's language beside English, XMP/EXIF metadata, and an invisible
 watermark carrying the output's short id (see worker/provenance/).
+
+Before that, the content safety check (worker/safety.py) looks at it: an unsafe
+picture is stored blurred, and its row flagged so it can never be shared.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import uuid
 
 from django.conf import settings
@@ -25,6 +29,9 @@ from avatarapp.provenance.watermark import short_id_of
 from worker.provenance import c2pa_sign
 from worker.provenance.label import draw_label, label_spec
 from worker.provenance.watermark_embed import embed as embed_watermark
+from worker.safety import blur, get_safety_check
+
+log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 256
 
@@ -54,10 +61,22 @@ def label_for(image: Image.Image, language: str) -> Image.Image:
     return draw_label(image, spec, settings.AVATAR_LABEL_POSITION, settings.AVATAR_LABEL_SCALE)
 
 
+def safety_flag(image: Image.Image) -> str:
+    """Why the content safety check holds the picture back ("" if it passes)."""
+    check = get_safety_check()
+    return check.reason if check.check([image])[0] else ""
+
+
 def store_output(job: Job, index: int, image: Image.Image) -> Output:
     output_id = output_id_for(job, index)
     key, thumb_key = output_keys(job, index)
     provenance = metadata.provenance_for(output_id, job.pack.slug)
+    flag_reason = safety_flag(image)
+    if flag_reason:
+        # Only the blurred picture is kept: its owner sees that something happened, nobody sees more.
+        log.warning("output %s of job %s held back by the content safety check (%s): stored blurred",
+                    output_id, job.id, flag_reason)
+        image = blur(image)
     marked = embed_watermark(label_for(image, job.user.language), short_id_of(output_id))
     data = encode_webp(marked, 90, provenance)
     if settings.AVATAR_C2PA:
@@ -78,6 +97,8 @@ def store_output(job: Job, index: int, image: Image.Image) -> Output:
             "height": marked.height,
             "content_type": "image/webp",
             "size_bytes": len(data),
+            "flagged": bool(flag_reason),
+            "flag_reason": flag_reason,
         },
     )
     return output

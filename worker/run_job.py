@@ -1,11 +1,13 @@
 """Run generation jobs, from claiming their rows to storing their pictures.
 
-The row is the source of truth. A message names one job; the worker claims it
-together with up to AVATAR_MAX_BATCH pictures' worth of other queued jobs for
-the same pack (same prompt, size and steps), in one transaction, and runs them
-as one denoising batch with per-job seeds. Claiming is a conditional update
-(queued → running), so a message delivered twice, or one whose job was already
-taken into another batch, cancelled or finished, does nothing.
+The row is the source of truth. Every queued job has one message on its model
+family's queue, but a message is only a turn: the worker claims the job that is
+fairest to run next (round-robin across users, avatarapp.jobs.models.fair_queue_sql)
+together with up to AVATAR_MAX_BATCH pictures' worth of other queued jobs for the
+same pack (same prompt, size and steps), in one transaction, and runs them as one
+denoising batch with per-job seeds. Claiming is a conditional update (queued →
+running), so a message delivered twice, or one whose job was already taken, takes
+the next fair job, or nothing when none is queued.
 
 Progress and the heartbeat go to the rows as the denoising loop runs; a cancel
 written to a row drops that job from the batch's results, and when every job
@@ -34,7 +36,7 @@ from PIL import Image
 
 from avatarapp.actions.jobs import enqueue
 from avatarapp.celery import generation_queue
-from avatarapp.jobs.models import Job
+from avatarapp.jobs.models import Job, fair_queue
 from avatarapp.packs.models import StylePack
 from worker.engine import Engine, EngineError, GenerationRequest, capped, get_engine
 from worker.outputs import remove_outputs, store_output
@@ -52,40 +54,66 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# How far down the fair order one claim looks for its job and same-pack companions.
+CLAIM_LOOKAHEAD = 500
+
+
 def claim_batch(job_id: str, family: str, max_pictures: int | None = None) -> list[Job]:
-    """Claim the named job and same-pack companions; [] if the named job is not queued any more,
-    or is for a model family other than this worker's `family`."""
+    """Claim the queued job it is fairest to run next on this worker's `family` (not necessarily
+    the named one), and same-pack companions; [] when none is queued, or when the named job is
+    queued for another model family (run_job sends it to its own family's queue).
+
+    Every queued job has its own message, so a message claiming "the fairest" job instead of
+    "its" job keeps every message useful: the fair order (jobs.models.fair_queue_sql) is followed
+    whichever message comes first, and a message whose job was already taken into a batch takes
+    the next fair one, or nothing. Companions are the queued jobs of the same pack and preview
+    flag after it in that order, up to `max_pictures` (AVATAR_MAX_BATCH) pictures.
+    """
     max_pictures = max_pictures or settings.AVATAR_MAX_BATCH
+    named = Job.objects.filter(id=job_id).values_list("status", "pack__base_family").first()
+    if named is not None and named[0] == Job.Status.QUEUED and named[1] != family:
+        return []
     with transaction.atomic():
-        # A subquery, not a join: FOR UPDATE on a join would lock the pack's row too, and a
-        # second worker claiming another job of that pack would skip its job as locked.
-        runnable = StylePack.objects.filter(base_family=family).values("id")
-        queued = Job.objects.filter(status=Job.Status.QUEUED, pack_id__in=runnable)
-        if connection.features.has_select_for_update_skip_locked:
-            # PostgreSQL: rows another worker is claiming right now are skipped, not waited for.
-            queued = queued.select_for_update(skip_locked=True)
-        # On SQLite the transaction itself is the lock (IMMEDIATE mode takes the write
-        # lock at BEGIN), so two workers' claims run one after the other.
-        first = queued.filter(id=job_id).first()
+        # On SQLite the transaction itself is the lock (IMMEDIATE mode takes the write lock at
+        # BEGIN), so two workers' claims run one after the other and the order read is current.
+        # On PostgreSQL the order is read without locks (FOR UPDATE is not allowed with window
+        # functions), then each chosen row is locked with SKIP LOCKED, re-checked as still queued:
+        # a row another worker is claiming right now is passed over, never waited for. Only rows
+        # this claim takes are locked, so a message never comes away empty while a job it could
+        # have taken is merely held by another claim that then leaves it queued.
+        order = fair_queue(family, CLAIM_LOOKAHEAD)
+        first = next((row for row in order if lock_queued([row[0]], family)), None)
         if first is None:
-            status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
-            log.info("job %s not claimed: %s", job_id, status or "no such job")
+            log.info("message for job %s: no %s job queued", job_id, family)
             return []
-        batch, pictures = [first], first.count
-        if pictures < max_pictures:
-            companions = queued.filter(pack_id=first.pack_id, preview=first.preview).exclude(id=first.id)
-            for job in companions.order_by("created_at")[:max_pictures]:
-                if pictures + job.count <= max_pictures:
-                    batch.append(job)
-                    pictures += job.count
+        first_id, first_pack, first_preview, pictures = first
+        ids, wanted = [first_id], []
+        for job, pack_id, preview, count in order[order.index(first) + 1:]:
+            if pack_id == first_pack and preview == first_preview and pictures + count <= max_pictures:
+                wanted.append(job)
+                pictures += count
+        if wanted:
+            locked = lock_queued(wanted, family)
+            ids += [job for job in wanted if job in locked]
         now = timezone.now()
-        ids = [job.id for job in batch]
         Job.objects.filter(id__in=ids, status=Job.Status.QUEUED).update(
             status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, progress=0.0,
             attempts=F("attempts") + 1, worker=worker_name(),
         )
     jobs = Job.objects.select_related("pack", "photo", "user").filter(id__in=ids)
     return sorted(jobs, key=lambda job: ids.index(job.id))
+
+
+def lock_queued(ids: list[UUID], family: str) -> set[UUID]:
+    """Those of `ids` still queued that no other worker is claiming, locked until the transaction
+    ends (PostgreSQL); on SQLite, whose transaction already holds the write lock, those still queued."""
+    # A subquery, not a join: FOR UPDATE on a join would lock the pack's row too, and a
+    # second worker claiming another job of that pack would skip its job as locked.
+    runnable = StylePack.objects.filter(base_family=family).values("id")
+    queued = Job.objects.filter(id__in=ids, status=Job.Status.QUEUED, pack_id__in=runnable).order_by()
+    if connection.features.has_select_for_update_skip_locked:
+        queued = queued.select_for_update(skip_locked=True)
+    return set(queued.values_list("id", flat=True))
 
 
 def fail_jobs(jobs: list[Job], code: str, message: str) -> None:
@@ -303,7 +331,8 @@ def send_to_own_family(job_id: str, family: str) -> bool:
 
 
 def run_job(job_id: str) -> str:
-    """Run the named job, and the queued same-pack jobs claimed with it, from claim to stored pictures."""
+    """Run the fairest queued job of this worker's family (the message's own, or another's: every message
+    is one turn) and the same-pack jobs claimed with it, from claim to stored pictures."""
     # 1. Claim the job and its companions; a repeated or stale message claims nothing. A job for
     #    another model family (a message sent to the wrong queue, or before the operator changed
     #    this worker's model) is not claimed either: it goes to its family's queue, untouched.

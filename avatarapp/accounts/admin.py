@@ -9,9 +9,10 @@ class UserAdmin(admin.ModelAdmin):
     list_filter = ["is_guest", "language", "is_staff"]
     search_fields = ["email", "phone", "id"]
     exclude = ["password"]
+    readonly_fields = ["session_epoch"]
 
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["user", "created_at"]
-    readonly_fields = ["key_hash"]
+    list_display = ["user", "created_at", "last_used_at"]
+    readonly_fields = ["key_hash", "last_used_at"]

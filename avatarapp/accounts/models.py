@@ -3,11 +3,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 
 class UserManager(BaseUserManager["User"]):
@@ -41,6 +44,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
+    # Raised by "sign out everywhere": every session signed with an older value stops working.
+    session_epoch = models.PositiveIntegerField(default=0)
 
     objects = UserManager()
 
@@ -50,17 +55,43 @@ class User(AbstractBaseUser, PermissionsMixin):
     def __str__(self) -> str:
         return self.email or self.phone or f"guest {str(self.id)[:8]}"
 
+    # Django keeps an HMAC of the password hash in each session and ends any session whose HMAC
+    # no longer matches (a changed password signs out everywhere). Mixing in session_epoch lets
+    # "sign out everywhere" do the same without a new password, and without reading every
+    # session. At epoch 0 the HMAC is Django's own, so existing sessions live on.
+    def get_session_auth_hash(self) -> str:
+        return self._session_hash(None)
+
+    def get_session_auth_fallback_hash(self) -> Iterable[str]:
+        for secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._session_hash(secret)
+
+    def _session_hash(self, secret: str | bytes | None) -> str:
+        if not self.session_epoch:
+            return salted_hmac(SESSION_HASH_SALT, self.password, secret=secret, algorithm="sha256").hexdigest()
+        return salted_hmac(SESSION_HASH_SALT, f"{self.password}:{self.session_epoch}", secret=secret,
+                           algorithm="sha256").hexdigest()
+
+
+# Django's own salt (AbstractBaseUser._get_session_auth_hash), so epoch 0 gives its very HMAC.
+SESSION_HASH_SALT = "django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash"
+
 
 def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
 class ApiToken(models.Model):
-    """A bearer token. Only its hash is stored, so a database leak reveals no token."""
+    """A bearer token. Only its hash is stored, so a database leak reveals no token.
+
+    A token unused for AVATAR_TOKEN_IDLE_DAYS stops working; `last_used_at` is refreshed at
+    most once a minute (accounts/tokens.py), so the polled status endpoint writes nothing.
+    """
 
     key_hash = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="tokens")
     created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(default=timezone.now)
 
     @classmethod
     def issue(cls, user: User) -> str:

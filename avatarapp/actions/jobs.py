@@ -1,4 +1,4 @@
-"""Jobs: create (and enqueue) within the quota, and cancel."""
+"""Jobs: create (and enqueue) within the quota and the per-user cap, and cancel."""
 
 from __future__ import annotations
 
@@ -52,6 +52,16 @@ def quota_retry_after(user: User) -> int:
     return max(1, math.ceil((oldest + QUOTA_WINDOW - now).total_seconds()))
 
 
+# What a 429 too_many_jobs asks to wait: about one picture's time on a GPU, after which a job
+# of the user's has likely finished and freed a place (an estimate would cost a query per refusal).
+TOO_MANY_JOBS_RETRY_AFTER = 30
+
+
+def active_jobs(user: User) -> int:
+    """The user's jobs waiting or being made: what AVATAR_MAX_ACTIVE_JOBS caps."""
+    return Job.objects.filter(user=user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).count()
+
+
 def get_own_job(user: User, job_id: uuid.UUID | str) -> Job:
     job = Job.objects.select_related("pack").filter(id=job_id, user=user).first()
     if job is None:
@@ -76,6 +86,17 @@ def enqueue(job: Job) -> None:
     Job.objects.filter(id=job.id).update(enqueued_at=timezone.now())
 
 
+def messages_waiting(family: str) -> int | None:
+    """How many messages wait on `family`'s generation queue, or None when the broker cannot say."""
+    try:
+        with app.connection_for_write() as conn:
+            conn.connect()  # one try: a broker that is down answers None instead of a wait
+            return conn.default_channel.queue_declare(generation_queue(family), durable=True).message_count
+    except Exception as e:  # noqa: BLE001  (any transport's error: the caller falls back to waiting)
+        log.warning("could not count the messages on %s: %s", generation_queue(family), e)
+        return None
+
+
 def do_create_job(user: User, photo_id: uuid.UUID | str, pack_slug: str, count: int = 1,
                   seed: int | None = None, preview: bool = False) -> Job:
     """Create a queued job and hand its id to the broker, or refuse and leave nothing behind."""
@@ -91,6 +112,12 @@ def do_create_job(user: User, photo_id: uuid.UUID | str, pack_slug: str, count: 
             note_retry_after(quota_retry_after(user))  # the 429's Retry-After (front/middleware.py)
             raise ActionError("quota_exceeded", 429,
                               _("You have made as many pictures as you can for today. Please come back tomorrow."))
+        # One person's backlog must not fill the queue: a cap on jobs waiting or being made.
+        if active_jobs(user) >= settings.AVATAR_MAX_ACTIVE_JOBS:
+            note_retry_after(TOO_MANY_JOBS_RETRY_AFTER)
+            raise ActionError("too_many_jobs", 429,
+                              _("You already have as many pictures on the way as you can. "
+                                "Please wait until one is ready, then try again."))
         job = Job.objects.create(
             user=user,
             photo=photo,

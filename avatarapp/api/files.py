@@ -17,7 +17,7 @@ def serve_private_file(key: str, content_type: str) -> FileResponse:
     except (FileNotFoundError, OSError):
         raise not_found() from None
     response = FileResponse(handle, content_type=content_type)
-    # Private to this user: no shared cache may keep it.
-    response["Cache-Control"] = "private, max-age=3600"
+    # Private to this user: no cache may keep it, shared or on the phone (it may be erased any time).
+    response["Cache-Control"] = "private, no-store"
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -92,6 +92,7 @@ class OutputOut(Schema):
     height: int
     content_type: str
     created_at: datetime
+    flagged: bool  # held back by the content check: blurred, and it cannot be shared
 
 
 class ErrorOut(Schema):

@@ -35,19 +35,16 @@ def output_urls(output_id: uuid.UUID) -> tuple[str, str]:
             reverse("api-v1:output_thumbnail", kwargs={"output_id": output_id}))
 
 
-def output_json(output: Output) -> dict[str, Any]:
-    url, thumbnail_url = output_urls(output.id)
-    return {
-        "id": output.id,
-        "job": output.job_id,
-        "url": url,
-        "thumbnail_url": thumbnail_url,
-        "width": output.width,
-        "height": output.height,
-        "content_type": output.content_type,
-        "created_at": output.created_at,
-    }
+def output_dict(output_id: uuid.UUID, job_id: uuid.UUID, width: int, height: int, content_type: str,
+                created_at: Any, flagged: bool) -> dict[str, Any]:
+    url, thumbnail_url = output_urls(output_id)
+    return {"id": output_id, "job": job_id, "url": url, "thumbnail_url": thumbnail_url, "width": width,
+            "height": height, "content_type": content_type, "created_at": created_at, "flagged": flagged}
 
+
+def output_json(output: Output) -> dict[str, Any]:
+    return output_dict(output.id, output.job_id, output.width, output.height, output.content_type,
+                       output.created_at, output.flagged)
 
 def pack_json(pack: StylePack) -> dict[str, Any]:
     spec = pack.spec
@@ -61,7 +58,7 @@ def pack_json(pack: StylePack) -> dict[str, Any]:
 JOB_FIELDS = ("id", "status", "progress", "count", "seed", "preview", "created_at", "started_at", "finished_at",
               "error_code", "pack__slug")
 OUTPUT_FIELDS = ("outputs__id", "outputs__index", "outputs__width", "outputs__height", "outputs__content_type",
-                 "outputs__created_at")
+                 "outputs__created_at", "outputs__flagged")
 
 
 def jobs_json(user: User, limit: int = 50) -> list[dict[str, Any]]:
@@ -94,15 +91,13 @@ def job_dict(job: dict[str, Any], output_rows: list[tuple]) -> dict[str, Any]:
     status = job["status"]
     code = job["error_code"] or "generation_failed"
     outputs = []
-    for output_id, _, width, height, content_type, created_at in sorted(output_rows, key=lambda r: r[1]):
-        url, thumbnail_url = output_urls(output_id)
-        outputs.append({"id": output_id, "job": job["id"], "url": url, "thumbnail_url": thumbnail_url,
-                        "width": width, "height": height, "content_type": content_type, "created_at": created_at})
+    for output_id, _, width, height, content_type, created_at, flagged in sorted(output_rows, key=lambda r: r[1]):
+        outputs.append(output_dict(output_id, job["id"], width, height, content_type, created_at, flagged))
     return {
         "id": job["id"],
         "status": status,
         "progress": round(job["progress"], 3),
-        "queue_position": queue_position(status, job["created_at"]),
+        "queue_position": queue_position(status, job["id"]),
         "pack": job["pack__slug"],
         "count": job["count"],
         "seed": job["seed"],

@@ -34,11 +34,12 @@ def create_guest(request: HttpRequest) -> tuple[int, dict[str, Any]]:
     return 201, token_body(user, ApiToken.issue(user))
 
 
-@router.post("/auth/register", auth=None, response={201: TokenOut, 400: ErrorBody, 409: ErrorBody})
+@router.post("/auth/register", auth=None,
+             response={201: TokenOut, 400: ErrorBody, 409: ErrorBody, 429: ErrorBody})
 def register(request: HttpRequest, body: CredentialsIn) -> tuple[int, dict[str, Any]]:
     # With a guest's token, the guest becomes the registered account and keeps what it made.
-    user = auth_actions.do_register(bearer_user(request), body.email, body.phone, body.password,
-                                       current_language())
+    user = auth_actions.do_register(client_ip(request), bearer_user(request), body.email, body.phone,
+                                    body.password, current_language())
     return 201, token_body(user, ApiToken.issue(user))
 
 
@@ -54,6 +55,18 @@ def logout(request: HttpRequest) -> tuple[int, None]:
     if token is not None:
         token.delete()
     else:
+        session_logout(request)
+    return 204, None
+
+
+@router.post("/auth/logout-everywhere", response={204: None, 401: ErrorBody, 409: ErrorBody})
+def logout_everywhere(request: ApiRequest) -> tuple[int, None]:
+    """Sign out everywhere: every token of this account (this one too) and every session end.
+
+    A guest gets 409 ``guest_account``: without a password it could never sign in again.
+    """
+    auth_actions.do_sign_out_everywhere(request.auth)
+    if getattr(request, "api_token", None) is None:
         session_logout(request)
     return 204, None
 

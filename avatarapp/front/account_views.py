@@ -30,6 +30,7 @@ from avatarapp.actions.accounts import (
     do_give_consent,
     do_withdraw_consent,
 )
+from avatarapp.actions.auth import do_sign_out_everywhere
 from avatarapp.actions.errors import ActionError
 from avatarapp.actions.photos import do_delete_photo
 from avatarapp.front.requests import UserRequest, signed_in_required
@@ -101,6 +102,16 @@ def sign_out(request: UserRequest) -> HttpResponse:
     logout(request)
     messages.success(request, _("You are signed out."))
     return redirect("landing")
+
+
+@require_POST
+@signed_in_required
+def sign_out_everywhere(request: UserRequest) -> HttpResponse:
+    """Every session and every API token of this account end, this page's session too."""
+    do_sign_out_everywhere(request.user)  # (a guest gets the error page: no password to come back with)
+    logout(request)
+    messages.success(request, _("You are signed out everywhere. Sign in again with your password."))
+    return redirect("sign_in")
 
 
 @never_cache

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth import login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -23,11 +23,15 @@ from django.views.decorators.cache import never_cache
 
 from avatarapp.accounts.models import User
 from avatarapp.actions.auth import (
+    account_ident,
+    check_sign_in_allowed,
     do_register,
     do_reset_password_with_code,
     do_reset_password_with_link,
     do_sign_in,
     do_start_password_reset,
+    note_failed_sign_in,
+    note_good_sign_in,
 )
 from avatarapp.actions.errors import ActionError
 from avatarapp.lib.ratelimit import client_ip
@@ -88,7 +92,8 @@ def sign_up(request: HttpRequest) -> HttpResponse:
     fields = [email_field(post.get("email", "")), phone_field(post.get("phone", "")), password_field("new-password")]
     if request.method == "POST":
         try:
-            user = do_register(current, post.get("email"), post.get("phone"), post.get("password", ""), language())
+            user = do_register(client_ip(request), current, post.get("email"), post.get("phone"),
+                               post.get("password", ""), language())
         except ActionError as e:
             return form_page(request, fields, title, _("Save"), e)
         login(request, user, backend=BACKEND)
@@ -172,3 +177,23 @@ def reset_with_link(request: HttpRequest, uidb64: str, token: str) -> HttpRespon
         messages.success(request, _("Your new password is saved."))
         return redirect("gallery")
     return form_page(request, fields, title, _("Save"))
+
+
+def admin_login(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    """Django admin's sign-in page, under the same sign-in limits as the site and the API.
+
+    A POST the admin answers with its form again (200) failed; a redirect let someone in.
+    """
+    if request.method != "POST":
+        return admin.site.login(request, extra_context)
+    ip, account = client_ip(request), account_ident((request.POST.get("username") or "").strip().lower(), None)
+    try:
+        check_sign_in_allowed(ip, account)
+    except ActionError as e:
+        return render(request, "front/error.html", {"message": e.message}, status=e.status)
+    response = admin.site.login(request, extra_context)
+    if response.status_code == 200:
+        note_failed_sign_in(ip, account)
+    elif response.status_code == 302 and request.user.is_authenticated:
+        note_good_sign_in(ip, account)
+    return response

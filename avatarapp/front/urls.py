@@ -19,6 +19,7 @@ urlpatterns = [
     path("account/photos/<uuid:photo_id>/delete", account_views.delete_photo, name="delete_photo"),
     path("account/export", account_views.export, name="export_data"),
     path("account/sign-out", account_views.sign_out, name="sign_out"),
+    path("account/sign-out-everywhere", account_views.sign_out_everywhere, name="sign_out_everywhere"),
     path("account/delete", account_views.delete_account, name="delete_account"),
     path("sign-up", auth_views.sign_up, name="sign_up"),
     path("sign-in", auth_views.sign_in, name="sign_in"),

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 
 
 class Job(models.Model):
@@ -46,7 +45,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            # The fair order asks when each waiting user's last job started (fair_queue_sql).
+            models.Index(fields=["user", "started_at"], name="jobs_job_user_started_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.id} ({self.status})"
@@ -56,14 +59,86 @@ class Job(models.Model):
         return self.status in self.FINISHED
 
     def queue_position(self) -> int | None:
-        return queue_position(self.status, self.created_at)
+        return queue_position(self.status, self.id)
 
 
-def queue_position(status: str, created_at: datetime) -> int | None:
-    """1 for the next job a worker takes; None once the job left the queue."""
+def fair_queue_sql(family: str | None = None) -> tuple[str, list]:
+    """A `WITH` clause whose last table, `ordered`, is every queued job (of `family`, or of every
+    family) with its `place` in the order workers of its family take them; and its parameters.
+
+    Round-robin across users, first come first served: each user with queued jobs stands in one
+    line, from the moment their turn began (`turn_since`): when their oldest queued job was
+    created, or when a job of theirs last started after that (having been served, they go to the
+    back). Round 1 takes every user's oldest queued job in line order, round 2 their second, and so
+    on. So a user's backlog of 20 never pushes anyone else's job behind all of it, and a job waits
+    for at most one job of each user ahead of it per round. Users whose turns began together (served
+    in one batch) go by whose oldest queued job is older. Lines are per model family: each family
+    has its own workers. Columns of `ordered`: id, user_id, pack_id, preview, pictures, created_at,
+    family, place (1 = the next job taken).
+
+    One statement, cheap enough for the polled status read: the queued rows (index on status) and,
+    per waiting user, one range read of the (user, started_at) index.
+    """
+    q = connection.ops.quote_name
+    job = q(Job._meta.db_table)
+    pack = q(Job._meta.get_field("pack").related_model._meta.db_table)
+    params: list = [Job.Status.QUEUED.value]
+    only_family = ""
+    if family is not None:
+        only_family = "AND p.base_family = %s"
+        params.append(family)
+    sql = f"""
+        WITH queued AS (
+            SELECT j.id, j.user_id, j.pack_id, j.preview, j.{q("count")} AS pictures, j.created_at,
+                   p.base_family AS family,
+                   ROW_NUMBER() OVER (PARTITION BY j.user_id, p.base_family ORDER BY j.created_at, j.id) AS nth,
+                   MIN(j.created_at) OVER (PARTITION BY j.user_id, p.base_family) AS waiting_since
+            FROM {job} j JOIN {pack} p ON p.id = j.pack_id
+            WHERE j.status = %s {only_family}
+        ),
+        turns AS (
+            SELECT w.user_id, w.family,
+                   COALESCE((SELECT MAX(s.started_at) FROM {job} s JOIN {pack} sp ON sp.id = s.pack_id
+                             WHERE s.user_id = w.user_id AND s.started_at > w.waiting_since
+                               AND sp.base_family = w.family),
+                            w.waiting_since) AS turn_since
+            FROM (SELECT DISTINCT user_id, family, waiting_since FROM queued) w
+        ),
+        ordered AS (
+            SELECT qj.id, qj.user_id, qj.pack_id, qj.preview, qj.pictures, qj.created_at, qj.family,
+                   ROW_NUMBER() OVER (PARTITION BY qj.family
+                                      ORDER BY qj.nth, t.turn_since, qj.waiting_since, qj.user_id) AS place
+            FROM queued qj JOIN turns t ON t.user_id = qj.user_id AND t.family = qj.family
+        )
+    """
+    return sql, params
+
+
+def fair_queue(family: str, limit: int) -> list[tuple[uuid.UUID, int, bool, int]]:
+    """The first `limit` queued jobs of `family` in fair order, as (id, pack_id, preview, pictures)."""
+    sql, params = fair_queue_sql(family)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} SELECT id, pack_id, preview, pictures FROM ordered ORDER BY place LIMIT %s",
+                       [*params, limit])
+        rows = cursor.fetchall()
+    to_uuid = Job._meta.pk.to_python
+    return [(to_uuid(job_id), pack_id, bool(preview), pictures) for job_id, pack_id, preview, pictures in rows]
+
+
+def queue_position(status: str, job_id: uuid.UUID | str) -> int | None:
+    """1 for the next job a worker of its model family takes; None once the job left the queue.
+
+    Its place in the fair order (fair_queue_sql), in one query.
+    """
     if status != Job.Status.QUEUED:
         return None
-    return Job.objects.filter(status=Job.Status.QUEUED, created_at__lt=created_at).count() + 1
+    sql, params = fair_queue_sql()
+    where, value = "id = %s", Job._meta.pk.get_db_prep_value(job_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} SELECT place FROM ordered WHERE {where} ORDER BY place LIMIT 1", [*params, value])
+        row = cursor.fetchone()
+    # Gone from the queue since its status was read: it is being taken right now.
+    return int(row[0]) if row else 1
 
 
 class Output(models.Model):
@@ -80,11 +155,26 @@ class Output(models.Model):
     content_type = models.CharField(max_length=40, default="image/webp")
     size_bytes = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Held back by the content safety check (worker/safety.py): stored blurred, never shared, and
+    # listed in the admin's moderation queue. The reason is the check's ("nsfw").
+    flagged = models.BooleanField(default=False, db_index=True)
+    flag_reason = models.CharField(max_length=40, blank=True)
 
     class Meta:
         ordering = ["-created_at", "index"]
         # One output per position in a job: a repeated task updates, never duplicates.
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_output_per_job_index")]
+        # A moderator: a staff user with this permission (the admin's moderation queue).
+        permissions = [("moderate_output", "Can moderate pictures and reported share links")]
 
     def __str__(self) -> str:
         return f"output {self.id}"
+
+
+class ModerationItem(Output):
+    """The admin's moderation queue: outputs the content check flagged or someone reported."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "picture to moderate"
+        verbose_name_plural = "moderation"

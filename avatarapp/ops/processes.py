@@ -7,6 +7,7 @@ library only: the web process imports this module, and it must stay free of torc
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -32,20 +33,43 @@ def web_command(port: int, workers: int = 2) -> list[str]:
 
 
 def worker_command(concurrency: int = 1, hostname: str = "gpu@%h", beat: bool = True,
-                   loglevel: str | None = None) -> list[str]:
+                   loglevel: str | None = None, maintenance: bool | None = None) -> list[str]:
     """A GPU worker; with `beat`, it also runs the periodic reaper (one such worker per deployment).
 
+    It takes the reaper's tasks (the maintenance queue) when it runs beat, or when `maintenance`
+    says so: `serve` runs beat as a process of its own (`beat_command`) beside such a worker.
     It logs at `loglevel`, LOG_LEVEL by default; whoever waits for its " ready." line needs INFO.
     """
+    takes_maintenance = beat if maintenance is None else maintenance
     command = [
         sys.executable, "-m", "celery", "-A", "worker.app", "worker",
-        "--queues", "gpu,maintenance" if beat else "gpu",
+        "--queues", "gpu,maintenance" if takes_maintenance else "gpu",
         "--concurrency", str(concurrency), "--hostname", hostname, "--loglevel", loglevel or settings.LOG_LEVEL,
         "--without-gossip", "--without-mingle",
     ]
     if beat:
         command.append("--beat")  # its schedule file is CELERY_BEAT_SCHEDULE_FILENAME (AVATAR_BEAT_SCHEDULE)
     return command
+
+
+def beat_pidfile(schedule: str | Path) -> Path:
+    return Path(f"{schedule}.pid")
+
+
+def beat_command(schedule: str | Path | None = None, loglevel: str | None = None) -> list[str]:
+    """celery beat on its own, sending the reaper's and the retention sweep's tasks by name.
+
+    It needs no model and no worker code (the web side's app, avatarapp.celery, knows the
+    schedule and the routes). Its pidfile beside the schedule makes a second beat on the same
+    schedule refuse to start while the first one lives (celery removes a pidfile whose process
+    is gone), so two schedulers never run at once.
+    """
+    schedule = schedule or settings.CELERY_BEAT_SCHEDULE_FILENAME
+    return [
+        sys.executable, "-m", "celery", "-A", "avatarapp.celery", "beat",
+        "--schedule", str(schedule), "--pidfile", str(beat_pidfile(schedule)),
+        "--loglevel", loglevel or settings.LOG_LEVEL,
+    ]
 
 
 # --- Starting, waiting for and stopping them -------------------------------------
@@ -167,3 +191,154 @@ class LoggedProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+# --- Supervising them (`serve`) ---------------------------------------------------
+
+RESTART_DELAY_MAX = 30.0  # seconds: the longest wait before starting a child that keeps dying
+
+
+def restart_delay(failures: int) -> float:
+    """The wait before starting again a child that died `failures` times in a row: 1, 2, 4, … 30 s."""
+    return min(RESTART_DELAY_MAX, 2.0 ** max(0, failures - 1))
+
+
+def describe_exit(returncode: int) -> str:
+    """How a process ended, to follow its name: "was killed by SIGKILL", "exited with status 3"."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of process group `pgid` (zombies left out), read from /proc (Linux)."""
+    members: list[int] = []
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:
+        return members
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (command) state ppid pgrp ...": the command may hold spaces and parentheses.
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def kill_group(pgid: int, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process of group `pgid` and wait until none is left; the pids that were there.
+
+    Safe after the group's leader was reaped: Linux hands out no pid that still names a group.
+    """
+    found = group_members(pgid)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + timeout
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """For Popen's preexec_fn: on Linux the child gets SIGTERM when the process that started it
+    dies in any way (SIGKILL included), so nothing `serve` started outlives it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def in_child() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
+
+
+class Supervised:
+    """A process `serve` starts, watches and, if `restart`, starts again when it dies.
+
+    Each runs in its own session, so its process group holds it and everything it forks (a
+    worker's pool processes, gunicorn's workers) and nothing else: when it dies, killing its
+    group leaves no orphan behind; and it gets SIGTERM when `serve` itself dies. Ctrl-C in a
+    terminal reaches `serve` alone, which stops the children in order.
+    """
+
+    def __init__(self, name: str, command: list[str], *, restart: bool) -> None:
+        self.name = name
+        self.command = command
+        self.restart = restart
+        self.process: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.failures = 0  # deaths in a row since it last settled
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, start_new_session=True, preexec_fn=_die_with_parent())
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.restart_at is None and self.process.poll() is None
+
+    def died(self) -> int | None:
+        """Its exit status if it has just been found dead (once per death), else None."""
+        if self.process is None or self.restart_at is not None:
+            return None
+        return self.process.poll()
+
+    def clear_up_and_schedule(self) -> tuple[float, list[int]]:
+        """After a death: kill what is left of its group, and set when it starts again.
+
+        Returns the delay and the pids of the group that were still alive (orphans in the making).
+        """
+        left = kill_group(self.pid)
+        self.failures += 1
+        delay = restart_delay(self.failures)
+        self.restart_at = time.monotonic() + delay
+        return delay, left
+
+    def due(self, now: float) -> bool:
+        return self.restart_at is not None and now >= self.restart_at
+
+    def settled(self, now: float, after: float) -> bool:
+        return self.running() and now - self.started_at >= after
+
+
+def stop_all(children: list[Supervised], timeout: float = 15.0) -> None:
+    """SIGTERM to each running child (gunicorn, celery: each stops its own processes), then, after
+    `timeout` at the latest, SIGKILL whatever is left in their groups."""
+    # Only those alive now: the group of one that died earlier was cleared then, and its pid may
+    # since name somebody else's group.
+    alive = [child.process for child in children if child.process is not None and child.process.poll() is None]
+    for process in alive:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in alive:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for process in alive:
+        kill_group(process.pid)
+        process.wait()

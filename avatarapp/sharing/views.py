@@ -35,7 +35,9 @@ REPORT_REASONS = [
 
 def live_share(token: str) -> Share:
     share = Share.objects.select_related("output").filter(token=token).first()
-    if share is None or not share.is_live:
+    # A flagged picture is never shared (the action refuses it); this is the second safeguard, for a
+    # link made before the picture was flagged by a moderator's check.
+    if share is None or not share.is_live or share.output.flagged:
         raise Http404
     return share
 

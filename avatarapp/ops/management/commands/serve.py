@@ -1,18 +1,33 @@
-"""Run the web server and one worker together, as `make run` does.
+"""Run the web server, one worker and the beat scheduler together, as `make run` does.
 
 It says "ready" only once the site answers and /readyz is 200, that is once the worker
 has its model loaded and warm, so the first picture someone asks for starts at once.
 Until then it shows what it is waiting for.
 
-Ctrl-C (SIGINT to the process group) or SIGTERM stops both; if either dies,
-the other is stopped too, so nothing is left running behind the terminal.
+Supervision (avatarapp.ops.processes.Supervised): each child runs in its own process group.
+
+- The worker, once it has been ready, is started again when it dies (after 1, 2, 4 … 30 s;
+  the count starts over once it has been up and the site ready for a minute), and the web
+  server keeps serving meanwhile. Its whole group is killed first, so no pool process of the
+  dead worker lives on, and its status rows are removed, so /readyz says "no warm worker"
+  until the new one is warm. A worker that stops before it was ever ready (no model, a
+  model that does not load) stops everything instead: starting it again would fail the same
+  way, and its output says why.
+- Beat runs as a process of its own, with a pidfile beside its schedule, and is started again
+  when it dies: one scheduler, never two, never an orphan.
+- The web server dying stops everything: gunicorn already starts its own request processes
+  again when they die, so its master exiting means something is wrong with the setup (the
+  port is taken, the configuration does not load, someone stopped it), which a restart loop
+  would only hide; the status and the message say which.
+- Ctrl-C (SIGINT), SIGTERM or SIGHUP stops them all; and should `serve` itself be killed,
+  each child gets SIGTERM (Linux), so nothing is left running behind the terminal.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import subprocess
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -23,17 +38,28 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
 from avatarapp.ops.models import WorkerStatus, only_demo_model
-from avatarapp.ops.processes import url_answers, web_command, worker_command
+from avatarapp.ops.processes import (
+    Supervised,
+    beat_command,
+    describe_exit,
+    kill_group,
+    stop_all,
+    url_answers,
+    web_command,
+    worker_command,
+)
 
 CHECK_EVERY = 0.5  # seconds between two looks while waiting
 READYZ_EVERY = 2.0  # seconds between two requests to /readyz, each one a line in the access log
 REPEAT_EVERY = 10.0  # seconds before the same "waiting for" line is shown again
+SETTLED_AFTER = 60.0  # seconds up (and the site ready) after which a child's restart count starts over
 
 
 def readiness(url: str) -> dict[str, str] | None:
     """The checks /readyz reports (200 and 503 both carry them), or None while nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        # /readyz gives up on an unreachable Redis within a second or two; give it the time.
+        with urllib.request.urlopen(url, timeout=5) as response:
             body = response.read()
     except urllib.error.HTTPError as e:
         body = e.read()
@@ -106,62 +132,97 @@ def runs_only_demo_model() -> bool:
         connections.close_all()
 
 
+def forget_worker(hostname: str) -> None:
+    """Remove the status rows of a worker that died without a word, so /readyz stops counting it
+    at once (not only once its rows go stale); its next start would remove them too."""
+    try:
+        WorkerStatus.objects.filter(hostname=hostname).delete()
+    except DatabaseError:
+        pass  # they go stale within AVATAR_WORKER_STALE_AFTER
+    finally:
+        connections.close_all()
+
+
 class Command(BaseCommand):
-    help = "Serve the site on 127.0.0.1:$PORT (default 8000) with one generation worker."
+    help = "Serve the site on 127.0.0.1:$PORT (default 8000) with one generation worker and the beat scheduler."
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
 
     def handle(self, *args: object, **options: object) -> None:
         port = settings.PORT
         site = f"http://127.0.0.1:{port}/"
-        children = {
-            "web server": subprocess.Popen(web_command(port)),
-            "worker": subprocess.Popen(worker_command()),
-        }
-        self.stdout.write(f"Chhavi is starting on {site} (Ctrl-C stops it)")
+        worker_name = f"gpu@{socket.gethostname()}"
+        web = Supervised("web server", web_command(port), restart=False)
+        worker = Supervised("worker", worker_command(hostname=worker_name, beat=False, maintenance=True),
+                            restart=True)
+        beat = Supervised("beat scheduler", beat_command(), restart=True)
+        children = [web, worker, beat]
         stopping = False
 
         def stop(signum: int, frame: FrameType | None) -> None:
             nonlocal stopping
             stopping = True
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, stop)
         started = time.monotonic()
         ready = False
+        ready_since = 0.0
+        was_ready = False  # the worker has been warm once: from then on it is started again if it dies
         waiting = Readiness(site)
         next_check = 0.0
         last_note, last_note_at = "", 0.0
-        exited = None  # the child that stopped on its own, which stops everything
+        fatal: Supervised | None = None  # the child whose exit stops everything
         try:
+            for child in children:
+                child.start()
+            self.say(f"Chhavi is starting on {site} (Ctrl-C stops it)")
             while not stopping:
-                exited = next((name for name, child in children.items() if child.poll() is not None), None)
-                if exited is not None:
-                    break
                 now = time.monotonic()
+                for child in children:
+                    code = child.died()
+                    if code is not None:
+                        if not child.restart or (child is worker and not was_ready):
+                            kill_group(child.pid)  # what it started, before its pid is handed out again
+                            fatal = child
+                            break
+                        delay, left = child.clear_up_and_schedule()
+                        if child is worker:
+                            forget_worker(worker_name)
+                            ready, waiting, started = False, Readiness(site), now
+                        orphans = f"; stopped {len(left)} process(es) it left" if left else ""
+                        self.say(self.style.WARNING(
+                            f"The {child.name} {describe_exit(code)}{orphans}; starting it again in {delay:.0f} s"))
+                    elif child.due(now):
+                        child.start()
+                        self.say(f"  started the {child.name} again (pid {child.pid})")
+                if fatal is not None:
+                    break
                 if not ready and now >= next_check:
                     note = waiting.missing()
                     if note is None:
-                        ready = True
-                        self.stdout.write(self.style.SUCCESS(
-                            f"Chhavi is ready on {site} after {now - started:.0f} s (Ctrl-C stops it)"))
-                        if runs_only_demo_model():
-                            self.stdout.write(self.style.WARNING(DEMO_ONLY_NOTE))
+                        ready, ready_since = True, now
+                        again = " again" if was_ready else ""
+                        self.say(self.style.SUCCESS(
+                            f"Chhavi is ready{again} on {site} after {now - started:.0f} s (Ctrl-C stops it)"))
+                        if not was_ready and runs_only_demo_model():
+                            self.say(self.style.WARNING(DEMO_ONLY_NOTE))
+                        was_ready = True
                     elif note != last_note or now - last_note_at >= REPEAT_EVERY:
-                        self.stdout.write(f"  waiting for {note} ({now - started:.0f} s)")
+                        self.say(f"  waiting for {note} ({now - started:.0f} s)")
                         last_note, last_note_at = note, now
                     next_check = now + CHECK_EVERY
+                if ready and now - ready_since >= SETTLED_AFTER:
+                    for child in children:
+                        if child.settled(now, SETTLED_AFTER):
+                            child.failures = 0
                 time.sleep(0.2)
         finally:
-            for child in children.values():
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            for child in children.values():
-                try:
-                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    child.kill()
-        self.stdout.write("Stopped.")
-        if exited is not None:
-            when = "" if ready else " before Chhavi was ready"
-            raise CommandError(f"the {exited} exited with status {children[exited].returncode}{when}; "
+            stop_all(children)
+        self.say("Stopped.")
+        if fatal is not None and fatal.process is not None:
+            when = "" if was_ready else " before Chhavi was ready"
+            raise CommandError(f"the {fatal.name} {describe_exit(fatal.process.returncode)}{when}; "
                                "its output above says why")
