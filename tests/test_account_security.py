@@ -441,8 +441,8 @@ def test_a_limiter_whose_cache_is_down_lets_requests_through_and_logs_it(setting
     from avatarapp.lib import ratelimit
 
     token = registered("asha@example.in")
-    monkeypatch.setattr(ratelimit, "_paused_until", 0.0)  # (another test may have paused the limits)
-    monkeypatch.setattr(tokens, "_paused_until", 0.0, raising=False)
+    monkeypatch.setattr(ratelimit.breaker, "paused_until", 0.0)  # (another test may have paused the limits)
+    monkeypatch.setattr(tokens.breaker, "paused_until", 0.0)
     settings.CACHES = {"default": {"BACKEND": "tests.test_account_security.BrokenCache"}}
     settings.AVATAR_RATE_GUESTS_PER_HOUR = 1
     settings.AVATAR_RATE_LOGINS_PER_HOUR = 1

@@ -118,7 +118,7 @@ def on_own_redis(redis_server, settings, monkeypatch):
     assert app.conf.broker_url == redis_server.url
     monkeypatch.setattr(job_actions, "app", app)
     monkeypatch.setattr(health, "app", app)
-    monkeypatch.setattr(tokens, "_paused_until", 0.0)
+    monkeypatch.setattr(tokens.breaker, "paused_until", 0.0)
     yield redis_server
     app.pool.force_close_all()
     cache.close()
@@ -234,7 +234,7 @@ def test_nothing_answers_500_while_redis_is_away_and_service_resumes_when_it_ret
 
 def test_a_hung_redis_costs_the_token_lookups_one_timeout_per_pause(on_own_redis, monkeypatch):
     """While the cache is hung, a process waits for its socket timeout once, then reads the
-    database straight away for a few seconds (tokens.CACHE_PAUSE_SECONDS) instead of waiting
+    database straight away for a few seconds (tokens.breaker.pause) instead of waiting
     on every request; then it tries the cache again."""
     guest = new_guest()
     tried = []
@@ -255,6 +255,6 @@ def test_a_hung_redis_costs_the_token_lookups_one_timeout_per_pause(on_own_redis
     for _ in range(5):
         assert guest.get("/me").status_code == 200
     assert tried == ["get"]
-    monkeypatch.setattr(tokens, "_paused_until", 0.0)  # the pause is over
+    monkeypatch.setattr(tokens.breaker, "paused_until", 0.0)  # the pause is over
     assert guest.get("/me").status_code == 200
     assert tried == ["get", "get"]

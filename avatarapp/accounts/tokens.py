@@ -11,12 +11,11 @@ the time of the last write, a request that finds it over a minute old writes the
 entry, and the next request reads the row afresh.
 
 If the cache is unreachable, tokens are read from the database on every request (slower,
-never a 500), and the failure is logged, once per CACHE_PAUSE_SECONDS in each process.
+never a 500), and the failure is logged, once per pause (lib/cache_breaker.py) in each process.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import timedelta
 from typing import Any
@@ -27,8 +26,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from avatarapp.accounts.models import ApiToken, User, hash_token
-
-log = logging.getLogger(__name__)
+from avatarapp.lib.cache_breaker import CacheBreaker
 
 TOKEN_CACHE_SECONDS = 60
 # At most one write of last_used_at per token per this many seconds.
@@ -40,43 +38,27 @@ def token_cache_key(key_hash: str) -> str:
     return f"token2:{key_hash}"  # (token id, last used as a timestamp, the user's fields)
 
 
-# After a failure this process leaves the cache alone for CACHE_PAUSE_SECONDS (reads and writes;
-# a delete is always tried): a hung Redis then costs one socket timeout per pause, not two per
-# request, and the log gets one line per pause, not one per request.
-CACHE_PAUSE_SECONDS = 5.0
-_paused_until = 0.0
-
-
-def _cache_paused() -> bool:
-    return time.monotonic() < _paused_until
-
-
-def _cache_failed(doing: str, e: Exception) -> None:
-    global _paused_until
-    now = time.monotonic()
-    if now >= _paused_until:
-        log.warning("token cache unreachable while %s (%s: %s); reading tokens from the database, "
-                    "trying the cache again in %.0f s", doing, type(e).__name__, e, CACHE_PAUSE_SECONDS)
-    _paused_until = now + CACHE_PAUSE_SECONDS
+# A cache that fails is left alone for a few seconds; tokens are read from the database meanwhile.
+breaker = CacheBreaker(__name__, "token cache", "reading tokens from the database")
 
 
 def _cache_get(key: str) -> Any:
-    if _cache_paused():
+    if breaker.paused():
         return None
     try:
         return cache.get(key)
     except Exception as e:  # noqa: BLE001 - the database still answers
-        _cache_failed("reading", e)
+        breaker.failed("reading", e)
         return None
 
 
 def _cache_set(key: str, value: Any) -> None:
-    if _cache_paused():
+    if breaker.paused():
         return
     try:
         cache.set(key, value, TOKEN_CACHE_SECONDS)
     except Exception as e:  # noqa: BLE001
-        _cache_failed("caching", e)
+        breaker.failed("caching", e)
 
 
 def _cache_forget(keys: list[str]) -> None:
@@ -84,7 +66,7 @@ def _cache_forget(keys: list[str]) -> None:
         cache.delete_many(keys)
     except Exception as e:  # noqa: BLE001
         # An entry left behind lives at most TOKEN_CACHE_SECONDS.
-        _cache_failed(f"clearing {len(keys)} entries", e)
+        breaker.failed(f"clearing {len(keys)} entries", e)
 
 
 def idle_seconds() -> int:

@@ -14,7 +14,6 @@ restart must slow nobody down, let alone answer 500 (issue 13, "degrade, don't f
 from __future__ import annotations
 
 import ipaddress
-import logging
 import time
 from contextvars import ContextVar
 from functools import lru_cache
@@ -23,7 +22,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 
-log = logging.getLogger(__name__)
+from avatarapp.lib.cache_breaker import CacheBreaker
 
 # Seconds until the limit that refused this request lets it through again (None: none refused).
 _retry_after: ContextVar[int | None] = ContextVar("retry_after", default=None)
@@ -115,24 +114,8 @@ def window_key(scope: str, ident: str, window_seconds: int, now: float) -> str:
     return f"rl:{scope}:{ident}:{int(now) // window_seconds}"
 
 
-# After a cache failure the limits stand aside for CACHE_PAUSE_SECONDS in this process (as the token
-# cache does, accounts/tokens.py): a hung Redis then costs one socket timeout per pause, not several
-# per request, and the log gets one line per pause.
-CACHE_PAUSE_SECONDS = 5.0
-_paused_until = 0.0
-
-
-def cache_paused() -> bool:
-    return time.monotonic() < _paused_until
-
-
-def cache_unreachable(scope: str, error: Exception) -> None:
-    global _paused_until
-    now = time.monotonic()
-    if now >= _paused_until:
-        log.warning("rate limit %r not applied: the cache is unreachable (%s: %s); letting requests through, "
-                    "trying the cache again in %.0f s", scope, type(error).__name__, error, CACHE_PAUSE_SECONDS)
-    _paused_until = now + CACHE_PAUSE_SECONDS
+# A cache that fails is left alone for a few seconds; the limits let requests through meanwhile.
+breaker = CacheBreaker(__name__, "rate limits", "letting requests through")
 
 
 def _count(key: str, window_seconds: int) -> int:
@@ -148,13 +131,13 @@ def _count(key: str, window_seconds: int) -> int:
 
 def allow(scope: str, ident: str, limit: int, window_seconds: int = 3600) -> bool:
     """Count one hit for (scope, ident); False once `limit` hits fall in the window."""
-    if limit <= 0 or cache_paused():
+    if limit <= 0 or breaker.paused():
         return True
     now = time.time()
     try:
         count = _count(window_key(scope, ident, window_seconds, now), window_seconds)
     except Exception as e:  # noqa: BLE001 - any cache failure: fail open
-        cache_unreachable(scope, e)
+        breaker.failed(f"counting {scope!r}", e)
         return True
     if count > limit:
         note_retry_after(seconds_left(window_seconds, now))
@@ -166,34 +149,34 @@ def hits(counters: list[tuple[str, str]], window_seconds: int = 3600) -> list[in
     """This window's counts of several (scope, ident) counters, in one round trip (0s if the cache is down)."""
     now = time.time()
     keys = [window_key(scope, ident, window_seconds, now) for scope, ident in counters]
-    if cache_paused():
+    if breaker.paused():
         return [0] * len(keys)
     try:
         found = cache.get_many(keys)
     except Exception as e:  # noqa: BLE001
-        cache_unreachable(counters[0][0] if counters else "?", e)
+        breaker.failed(f"counting {[scope for scope, _ in counters]}", e)
         found = {}
     return [int(found.get(key) or 0) for key in keys]
 
 
 def hit(scope: str, ident: str, window_seconds: int = 3600) -> None:
     """Count one hit for (scope, ident) without deciding anything (see `hits`)."""
-    if cache_paused():
+    if breaker.paused():
         return
     try:
         _count(window_key(scope, ident, window_seconds, time.time()), window_seconds)
     except Exception as e:  # noqa: BLE001
-        cache_unreachable(scope, e)
+        breaker.failed(f"counting {scope!r}", e)
 
 
 def forget(scope: str, ident: str, window_seconds: int = 3600) -> None:
     """Start (scope, ident) afresh in this window."""
-    if cache_paused():
+    if breaker.paused():
         return
     try:
         cache.delete(window_key(scope, ident, window_seconds, time.time()))
     except Exception as e:  # noqa: BLE001
-        cache_unreachable(scope, e)
+        breaker.failed(f"counting {scope!r}", e)
 
 
 def refuse_for_window(window_seconds: int = 3600) -> None:
