@@ -73,6 +73,7 @@ def bench_env(tmp: Path, *, database_url: str, redis_url: str | None) -> dict:
         # The bench makes a few guests and uploads from 127.0.0.1; limits are not what it measures.
         AVATAR_RATE_GUESTS_PER_HOUR="100000",
         AVATAR_RATE_UPLOADS_PER_HOUR="100000",
+        AVATAR_RATE_LOGINS_PER_HOUR="100000",  # the login timing below fails on purpose, many times
         AVATAR_GUEST_DAILY_QUOTA="100000",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
@@ -422,7 +423,19 @@ def measure(short: bool, figures: list[Figure]) -> None:
             Figure(f"{api} errors or non-2xx under load", errors, "responses", "0", errors == 0),
         ]
 
-        # --- 3. web process memory ----------------------------------------------------
+        # --- 3. a wrong password for a known account against an unknown account ----------
+        task = progress.add_task("API: login timing, known vs unknown account", total=None)
+        known_ms, unknown_ms = login_timing(base, rounds=10 if short else 30)
+        progress.update(task, total=1, completed=1)
+        ratio = known_ms / unknown_ms
+        figures += [
+            Figure("POST /api/v1/auth/login, wrong password, known account (median)", known_ms, "ms", "", None),
+            Figure("POST /api/v1/auth/login, unknown account (median)", unknown_ms, "ms", "", None),
+            Figure("login time, known / unknown account (enumeration by timing)", ratio, "x",
+                   "within 10 %", abs(ratio - 1) <= 0.10),
+        ]
+
+        # --- 4. web process memory ----------------------------------------------------
         task = progress.add_task("web memory", total=2)
         failed = sorted(set(failed) | set(exercise_web(base, setup)))  # after the load, everything once more
         if failed:
@@ -444,6 +457,26 @@ def measure(short: bool, figures: list[Figure]) -> None:
 
 
 # --- Child side: run inside the bench environment (its own DATABASE_URL, broker) ------------
+
+def login_timing(base: str, rounds: int) -> tuple[float, float]:
+    """Median wall time of a failed login for a registered address and for an unknown one, interleaved
+    (known, unknown, unknown, known, ...) so drift in the machine's speed falls on both alike."""
+    import requests
+
+    email, password = f"timing-{os.getpid()}@example.in", "a long and unusual passphrase 7"
+    response = requests.post(f"{base}/api/v1/auth/register", json={"email": email, "password": password}, timeout=30)
+    response.raise_for_status()
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for n in range(rounds * 2):
+        known = n % 4 in (0, 3)
+        body = {"email": email if known else f"nobody-{n}@example.in", "password": "not the password at all"}
+        started = time.perf_counter()
+        answer = requests.post(f"{base}/api/v1/auth/login", json=body, timeout=30)
+        times[known].append((time.perf_counter() - started) * 1000)
+        if answer.status_code != 401:
+            raise SystemExit(f"login timing: expected 401, got {answer.status_code}: {answer.text[:200]}")
+    return statistics.median(times[True]), statistics.median(times[False])
+
 
 def say(line: str) -> None:
     print(line, flush=True)
