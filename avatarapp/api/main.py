@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext as _
@@ -13,11 +14,22 @@ from avatarapp.actions.errors import ActionError
 from avatarapp.api import views_account, views_media
 from avatarapp.api.auth import API_AUTH
 from avatarapp.api.errors import error_response, validation_fields
+from avatarapp.api.openapi import document_every_answer
 from avatarapp.lib.refusals import refusal_for
 
 log = logging.getLogger(__name__)
 
-api = NinjaAPI(
+
+class ChhaviAPI(NinjaAPI):
+    """ninja's API, whose schema also documents what the layers before the views answer (api/openapi.py)."""
+
+    def get_openapi_schema(self, *, path_prefix: str | None = None,
+                           path_params: dict[str, Any] | None = None) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        return document_every_answer(schema)
+
+
+api = ChhaviAPI(
     title="Chhavi API",
     version="1",
     description="Turn a selfie into avatars and portraits. Errors are always "

@@ -1,13 +1,49 @@
-"""Request and response shapes of the v1 API; the OpenAPI schema is built from these."""
+"""Request and response shapes of the v1 API; the OpenAPI schema is built from these.
+
+What comes in is read as strictly as the schema says, so a value the schema calls invalid is a
+400 and never quietly becomes a valid one (schemathesis's negative_data_rejection): a JSON integer
+is 3 (or 3.0, which JSON Schema counts as an integer), never "3" or true; a boolean is true or
+false, never "true" or 1; an id is a UUID in its usual 8-4-4-4-12 form, never braced, an URN or
+without its dashes. Request bodies are plain pydantic models, not ninja's Schema, which reads
+attributes off any value and so took a body of `-47045` or `[]` for a ShareIn with no fields.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from ninja import Schema
-from pydantic import Field
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool
+from pydantic_core import PydanticCustomError
+
+UUID_FORM = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def json_integer(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+def uuid_form(value: object) -> object:
+    if isinstance(value, UUID):
+        return value
+    if not isinstance(value, str) or not UUID_FORM.fullmatch(value):
+        raise PydanticCustomError("uuid_parsing", "Input should be a valid UUID")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(json_integer)]
+Id = Annotated[UUID, BeforeValidator(uuid_form)]  # also for ids in paths (views_*.py)
+
+
+class Input(BaseModel):
+    """A request body: a JSON object, read strictly (module docstring)."""
 
 
 class UserOut(Schema):
@@ -20,7 +56,7 @@ class TokenOut(Schema):
     user: UserOut
 
 
-class CredentialsIn(Schema):
+class CredentialsIn(Input):
     email: str | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=20)
     password: str = Field(max_length=200)
@@ -31,9 +67,9 @@ class ConsentOut(Schema):
     text: str
 
 
-class ConsentIn(Schema):
-    version: int
-    adult: bool
+class ConsentIn(Input):
+    version: Integer
+    adult: StrictBool
 
 
 class QuotaOut(Schema):
@@ -69,12 +105,13 @@ class PhotoOut(Schema):
     expires_at: datetime
 
 
-class JobIn(Schema):
-    photo: UUID
+class JobIn(Input):
+    photo: Id
     pack: str = Field(max_length=50)
-    count: int = Field(default=1, ge=1, le=4)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    preview: bool = False
+    count: Integer = Field(default=1, ge=1, le=4)
+    # Bounds before the validator, inside the union: elsewhere pydantic writes them as unknown keywords.
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1), BeforeValidator(json_integer)] | None = None
+    preview: StrictBool = False
 
 
 class JobCreatedOut(Schema):
@@ -124,8 +161,8 @@ class OutputsOut(Schema):
     outputs: list[OutputOut]
 
 
-class ShareIn(Schema):
-    expires_in: int | None = Field(default=None, ge=60, le=365 * 24 * 3600)
+class ShareIn(Input):
+    expires_in: Annotated[int, Field(ge=60, le=365 * 24 * 3600), BeforeValidator(json_integer)] | None = None
 
 
 class ShareOut(Schema):
@@ -134,5 +171,13 @@ class ShareOut(Schema):
     expires_at: datetime | None
 
 
+class ApiErrorOut(ErrorOut):
+    # Validation errors name their fields; a refused upload also says why (e.g. "too_small").
+    fields: dict[str, str] | None = None
+    reason: str | None = None
+
+
 class ErrorBody(Schema):
-    error: ErrorOut
+    """Every error under /api/ (DESIGN.md): {"error": {"code", "message"}}, maybe fields or a reason."""
+
+    error: ApiErrorOut

@@ -15,6 +15,7 @@ from avatarapp.actions import accounts as account_actions
 from avatarapp.actions import auth as auth_actions
 from avatarapp.actions.jobs import quota_limit, quota_used
 from avatarapp.api.auth import ApiRequest, bearer_user
+from avatarapp.api.openapi import binary_response
 from avatarapp.api.schemas import ConsentIn, ConsentOut, CredentialsIn, ErrorBody, MeOut, TokenOut
 from avatarapp.lib.ratelimit import client_ip
 
@@ -106,7 +107,8 @@ def erase_me(request: ApiRequest) -> tuple[int, None]:
     return 204, None
 
 
-@router.get("/me/export")
+@router.get("/me/export", openapi_extra={
+    "responses": binary_response("application/zip", description="A zip of the user's data and pictures.")})
 def export_me(request: ApiRequest) -> FileResponse:
     return FileResponse(account_actions.build_export(request.auth), as_attachment=True,
                         filename=account_actions.EXPORT_NAME, content_type="application/zip")
