@@ -117,6 +117,9 @@ def serve(tmp_path):
 def test_a_killed_worker_is_started_again_while_the_site_stays_up_with_one_beat(serve):
     schedule: Path = serve.schedule
     serve.wait_for_log("Chhavi is ready on", "serve", timeout=START_TIMEOUT)
+    # serve sees the worker warm (its status row) a moment before celery prints its ready line;
+    # kill it only once it said so, or the count below would miss the first line.
+    wait_until(lambda: serve.output().count(" ready.") >= 1, 60, "celery's ready line of the first worker")
     worker = only(children(serve.pid, "celery", "worker.app", " worker "), "worker under serve")
     web = only(children(serve.pid, "gunicorn"), "web server under serve")
     beat = only(beats(schedule), "beat")
@@ -130,8 +133,7 @@ def test_a_killed_worker_is_started_again_while_the_site_stays_up_with_one_beat(
         wait_until(lambda: "Chhavi is ready again on" in serve.output(), START_TIMEOUT, "a new warm worker")
     finally:
         poller.stop()
-    # serve sees the new worker warm (its status row) a moment before celery prints its ready line.
-    wait_until(lambda: serve.output().count(" ready.") >= 2, 30, "celery's ready line of the new worker")
+    wait_until(lambda: serve.output().count(" ready.") >= 2, 60, "celery's ready line of the new worker")
     new_worker = only(children(serve.pid, "celery", "worker.app", " worker "), "worker under serve")
     assert new_worker != worker
     # The site never stopped answering.
