@@ -374,6 +374,10 @@ AVATAR_MODELS_DIR = Path(envstr("AVATAR_MODELS_DIR", str(VAR_DIR / "models")))
 AVATAR_MODEL_CATALOGUE = Path(envstr("AVATAR_MODEL_CATALOGUE",
                                      str(BASE_DIR / "avatarapp" / "modelstore" / "catalogue.toml")))
 AVATAR_DOWNLOAD_TIMEOUT = envfloat("AVATAR_DOWNLOAD_TIMEOUT", 30.0, min=1.0, max=600.0)
+# The zero-shot identity adapter (IP-Adapter with a CLIP image encoder): a folder laid out as
+# avatarapp/modelstore/identity.py describes, or the name of one installed under AVATAR_MODELS_DIR
+# (`fetch_model ip-adapter-plus-face-sd15`). Empty = off; packs with identity_strength > 0 are refused.
+AVATAR_IDENTITY_ADAPTER = envstr("AVATAR_IDENTITY_ADAPTER")
 AVATAR_PACKS_DIR = Path(envstr("AVATAR_PACKS_DIR", str(VAR_DIR / "packs")))
 # The packs that come with Chhavi, made for real SD1.5 and SDXL models; `register_packs`
 # copies them into AVATAR_PACKS_DIR.
@@ -396,6 +400,12 @@ AVATAR_CONSENT_VERSION = envint("AVATAR_CONSENT_VERSION", 1, min=1, max=1_000_00
 AVATAR_MAX_UPLOAD_BYTES = envint("AVATAR_MAX_UPLOAD_BYTES", 15 * 1024 * 1024, min=1024, max=200 * 1024 * 1024)
 AVATAR_MAX_PIXELS = envint("AVATAR_MAX_PIXELS", 40_000_000, min=65_536, max=500_000_000)
 AVATAR_MIN_SIDE = envint("AVATAR_MIN_SIDE", 256, min=32, max=4096)
+# The smallest face (its detector box's shorter side, in the stored photo's pixels) a portrait is made from.
+AVATAR_MIN_FACE_SIDE = envint("AVATAR_MIN_FACE_SIDE", 64, min=16, max=1024)
+# A generated face drawn lighter than the selfie's by more than this (Individual Typology Angle,
+# degrees; worker/faces.py) counts as skin lightening and ranks last (worker/ranking.py). The
+# same photo resized or re-encoded moves it by under 3 degrees; a change of light or colour grade, more.
+AVATAR_SKIN_LIGHTENING_MAX = envfloat("AVATAR_SKIN_LIGHTENING_MAX", 10.0, min=2.0, max=90.0)
 AVATAR_STORED_MAX_SIDE = envint("AVATAR_STORED_MAX_SIDE", 2048, min=256, max=16384)
 if AVATAR_STORED_MAX_SIDE < AVATAR_MIN_SIDE:
     raise ImproperlyConfigured(

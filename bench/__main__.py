@@ -1,6 +1,6 @@
 """Run the benchmarks, print each figure beside its budget, write var/bench.json.
 
-    python -m bench                       # everything: engine, service, pages
+    python -m bench                       # everything: engine, service, pages, faces
     python -m bench --short               # the quick run CI can afford
     python -m bench --only engine,service
 """
@@ -28,7 +28,7 @@ from bench.figures import Figure  # noqa: E402
 
 # Each suite is a module of this package with `run(short: bool) -> list[Figure]`;
 # imported only when asked for (the engine suite imports torch, the pages suite Playwright).
-SUITES = ("engine", "service", "pages")
+SUITES = ("engine", "service", "pages", "faces")
 
 
 def suite_names(value: str) -> list[str]:

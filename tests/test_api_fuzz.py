@@ -94,7 +94,8 @@ BUSINESS_REFUSALS = {
     "POST /api/v1/auth/register": {"invalid_fields": {"email", "phone", "password"}},
     "POST /api/v1/auth/login": {"invalid_fields": {"email", "phone"}},
     "POST /api/v1/me/consent": {"consent_outdated": {"version"}, "adult_required": {"adult"}},
-    "POST /api/v1/photos": {"invalid_image": set(), "unsupported_type": set(), "too_large": set()},
+    "POST /api/v1/photos": {"invalid_image": set(), "unsupported_type": set(), "too_large": set(),
+                            "no_face": set(), "face_too_small": set()},
     "POST /api/v1/jobs": {"unknown_pack": {"pack"}, "pack_unavailable": {"pack"}},
     "POST /api/v1/outputs/{output_id}/shares": {"output_flagged": set()},
 }

@@ -17,6 +17,7 @@ from PIL import Image
 
 from avatarapp.celery import GENERATE_TASK, app
 from avatarapp.jobs.models import Job, Output
+from avatarapp.packs.models import StylePack
 from tests.helpers import new_guest, wait_for_job, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,6 +90,23 @@ def test_a_job_with_four_images_stores_four_outputs(worker, packs):
     assert job["status"] == "succeeded"
     assert len(job["outputs"]) == 4
     assert len(api.get("/outputs").json()["outputs"]) == 4
+
+
+def test_a_pack_that_oversamples_keeps_the_best_count_with_their_scores(worker, packs):
+    # The demo model's pictures are colour fields: no face is found in any, so the job keeps
+    # the first `count` of the four it made, and still succeeds.
+    pack = StylePack.objects.get(slug="avatar")
+    pack.manifest = {**pack.manifest, "oversample": 2}
+    pack.save(update_fields=["manifest"])
+    api = new_guest()
+    job, _ = wait_for_job(api, make_job(api, "avatar", count=2, seed=5)["id"])
+    assert job["status"] == "succeeded", job
+    assert len(job["outputs"]) == 2
+    for output in job["outputs"]:
+        assert (output["face_found"], output["likeness"], output["skin_tone_shift"]) == (False, None, None)
+    assert Output.objects.filter(job_id=job["id"]).count() == 2
+    assert len(stored_files(job["id"])) == 4  # two pictures and their thumbnails: the dropped two left nothing
+    assert "kept the 2 pictures most like the selfie of 4" in worker.log_path.read_text()
 
 
 def pixels(api, pack, seed) -> np.ndarray:

@@ -806,10 +806,72 @@ def test_the_bundled_catalogue_loads(settings: Settings) -> None:
     entries = load_catalogue(Path(settings.BASE_DIR) / "avatarapp" / "modelstore" / "catalogue.toml")
     assert entries and all(e.revision and e.files for e in entries.values())
     for entry in entries.values():
-        assert entry.family in ("sd15", "sdxl") and entry.kind in ("diffusers", "checkpoint", "lora")
+        assert entry.family in ("sd15", "sdxl") and entry.kind in ("diffusers", "checkpoint", "lora", "ip_adapter")
 
 
 def test_detect_family_refuses_a_folder_with_an_unknown_marker(tmp_path: Path) -> None:
     (tmp_path / "chhavi_family.json").write_text(json.dumps({"family": "sd3"}))
     with pytest.raises(ModelStoreError, match=r"names the family 'sd3'"):
         detect_family(tmp_path)
+
+
+# --- identity adapters (kind "ip_adapter") -----------------------------------------------------
+
+def add_identity_adapter(models: FakeModels, hub: HubServer) -> dict[str, bytes]:
+    """An ip_adapter entry on the fake hub, laid out as h94/IP-Adapter is (weights saved under new names)."""
+    files = {"models/ip-adapter-plus-face_sd15.safetensors": fake_safetensors(["image_proj.latents"], 4096, 1),
+             "models/image_encoder/model.safetensors": fake_safetensors(["vision_model.post_layernorm.weight"],
+                                                                          8192, 2)}
+    for path, data in files.items():
+        hub.add(REPO, REVISION, path, data)
+    save_as = {"models/ip-adapter-plus-face_sd15.safetensors": "ip_adapter.safetensors",
+               "models/image_encoder/model.safetensors": "image_encoder/model.safetensors"}
+    models.entries["face-sd15"] = models.entry(
+        kind="ip_adapter", title="IP-Adapter Plus Face", licence="Apache-2.0",
+        files=[{"path": path, "save_as": save_as[path], "size": len(data), "sha256": sha(data)}
+               for path, data in files.items()])
+    models.save()
+    return files
+
+
+def test_an_identity_adapter_is_fetched_into_the_layout_the_worker_loads(models: FakeModels, env: Settings,
+                                                                          hub: HubServer) -> None:
+    from avatarapp.modelstore.identity import VIT_H_CONFIG, identity_adapter_problem
+
+    files = add_identity_adapter(models, hub)
+    out = fetch("face-sd15")
+    folder = env.AVATAR_MODELS_DIR / "face-sd15"
+    assert (folder / "ip_adapter.safetensors").read_bytes() == files["models/ip-adapter-plus-face_sd15.safetensors"]
+    assert (folder / "image_encoder" / "model.safetensors").read_bytes() == files[
+        "models/image_encoder/model.safetensors"]
+    # The encoder's config is Chhavi's own ViT-H-14 one; the record lists only what was downloaded and verified.
+    assert (folder / "image_encoder" / "config.json").read_bytes() == VIT_H_CONFIG.read_bytes()
+    record = json.loads((folder / "chhavi_model.json").read_text())
+    assert record["kind"] == "ip_adapter" and record["licence"] == "Apache-2.0"
+    assert {f["path"] for f in record["files"]} == {"ip_adapter.safetensors", "image_encoder/model.safetensors"}
+    assert "set AVATAR_IDENTITY_ADAPTER=face-sd15" in out
+    assert identity_adapter_problem("face-sd15", env.AVATAR_MODELS_DIR) == ""
+    # A second run finds it installed and touches nothing.
+    served = hub.bytes_served
+    fetch("face-sd15")
+    assert hub.bytes_served == served
+
+
+def test_an_identity_adapter_entry_must_save_its_files_where_the_worker_looks(models: FakeModels,
+                                                                               hub: HubServer) -> None:
+    add_identity_adapter(models, hub)
+    for file in models.entries["face-sd15"]["files"]:
+        file.pop("save_as")
+    models.save()
+    with pytest.raises(CommandError, match=r"an ip_adapter entry saves its weights as ip_adapter\.safetensors"):
+        fetch("face-sd15")
+
+
+def test_the_bundled_identity_adapters_are_clip_based_and_commercially_usable(settings: Settings) -> None:
+    entries = load_catalogue(Path(settings.BASE_DIR) / "avatarapp" / "modelstore" / "catalogue.toml")
+    adapters = {name: e for name, e in entries.items() if e.kind == "ip_adapter"}
+    assert set(adapters) == {"ip-adapter-plus-face-sd15", "ip-adapter-plus-face-sdxl"}
+    for entry in adapters.values():
+        assert entry.commercial_use and "Apache-2.0" in entry.licence
+        assert not any("faceid" in f.path.lower() or "insightface" in f.path.lower() for f in entry.files)
+        assert {f.save_as for f in entry.files} == {"ip_adapter.safetensors", "image_encoder/model.safetensors"}

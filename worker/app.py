@@ -46,6 +46,7 @@ from avatarapp.ops.models import WorkerStatus  # noqa: E402
 from worker import readiness, safety  # noqa: E402
 from worker.engine import check_base_model, detect_family, get_engine  # noqa: E402
 from worker.errors import EngineError  # noqa: E402
+from worker.faces import get_analyser  # noqa: E402
 from worker.packs import ensure_packs_loaded  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def warm_and_record() -> None:
         # A broken pack is that pack's problem: its jobs fail with this reason, the others run.
         log.error("a pack could not be loaded: %s", e)
     engine.warm_up()
+    get_analyser()  # the face models for likeness and skin tone, loaded before the first job needs them
     readiness.record_warm(startup.hostname, engine)
     startup.heartbeat = readiness.Heartbeat(startup.hostname, engine)
     startup.heartbeat.start()

@@ -8,9 +8,11 @@ never a reload of the base model or of the LoRA files.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +23,20 @@ import torch
 from diffusers.image_processor import VaeImageProcessor
 from django.conf import settings
 from PIL import Image
+from safetensors import safe_open
 
+from avatarapp.modelstore import identity as identity_store
 from avatarapp.modelstore.errors import ModelStoreError
 from avatarapp.modelstore.families import detect_family as modelstore_family
+from avatarapp.modelstore.identity import ENCODER_DIR, identity_adapter_problem, resolve_identity_adapter
 from avatarapp.modelstore.store import read_record
 from avatarapp.packs.manifest import MODEL_SCHEDULER, SCHEDULERS, LoraFile
 from worker.errors import EngineError
 from worker.lora_modes import LoraMode, make_lora_mode, resolve_lora_mode
 
 log = logging.getLogger(__name__)
+IDENTITY_SETTING = identity_store.SETTING
+IDENTITY_WEIGHTS = identity_store.WEIGHTS_NAME
 
 # The active pack before the first switch: loading a LoRA leaves it active as a side effect.
 UNKNOWN = "<unknown>"
@@ -50,6 +57,90 @@ class GenerationRequest:
     width: int
     height: int
     scheduler: str = MODEL_SCHEDULER
+    # The identity adapter's reference (the selfie's face crop), one per picture, and how strongly
+    # it steers them: 0, or no images, runs exactly as if no adapter were loaded.
+    identity_images: list[Image.Image] | None = None
+    identity_strength: float = 0.0
+
+
+# The cross-attention width of each family's UNet, to name the family an adapter was made for.
+CROSS_ATTENTION_FAMILIES = {768: "sd15", 2048: "sdxl"}
+
+
+@dataclass
+class IdentityAdapter:
+    """The loaded IP-Adapter: how its image encoder's output is taken, and the empty embedding's shape."""
+
+    folder: Path
+    kind: str  # "plus" / "full": the encoder's penultimate hidden states; "plain": its projected embedding
+    processor: Any  # the CLIPImageProcessor that makes the encoder's input
+    embed_shape: tuple[int, ...]  # one picture's embedding, without the batch dimension
+
+
+def adapter_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a .safetensors file, read from its header without loading a weight."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except Exception as e:
+        raise EngineError(f"{IDENTITY_SETTING}: cannot read {path} as .safetensors: {e}") from e
+
+
+def adapter_kind(shapes: dict[str, tuple[int, ...]], where: Path) -> str:
+    """plus (the Resampler of IP-Adapter Plus / Plus Face), full (Full Face) or plain (IP-Adapter);
+    adapters built on InsightFace embeddings (FaceID) are refused: their face model is non-commercial."""
+    proj = {key.removeprefix("image_proj."): shape for key, shape in shapes.items() if key.startswith("image_proj.")}
+    if not proj or not any(key.startswith("ip_adapter.") for key in shapes):
+        raise EngineError(f"{IDENTITY_SETTING}: {where} is not an IP-Adapter (no image_proj.* and ip_adapter.* "
+                          f"tensors)")
+    if "latents" in proj and "proj_in.weight" in proj:
+        return "plus"
+    if "proj.3.weight" in proj:
+        return "full"
+    if "proj.weight" in proj and "norm.weight" in proj:
+        return "plain"
+    if "norm.weight" in proj or any(key.startswith("perceiver_resampler.") for key in proj):
+        raise EngineError(f"{IDENTITY_SETTING}: {where} is a FaceID adapter, built on InsightFace face embeddings "
+                          f"whose models are licensed for non-commercial research only; Chhavi takes IP-Adapters "
+                          f"with a CLIP image encoder (e.g. IP-Adapter Plus Face)")
+    raise EngineError(f"{IDENTITY_SETTING}: {where} is an IP-Adapter of a kind Chhavi does not know")
+
+
+def encoder_config(folder: Path) -> dict[str, Any]:
+    """The image encoder's vision settings (a full CLIP config keeps them under vision_config)."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EngineError(f"{IDENTITY_SETTING}: cannot read {folder / 'config.json'}: {e}") from e
+    vision = config.get("vision_config", config) if isinstance(config, dict) else None
+    if not isinstance(vision, dict) or not all(k in vision for k in ("hidden_size", "image_size", "patch_size")):
+        raise EngineError(f"{IDENTITY_SETTING}: {folder / 'config.json'} is not a CLIP vision model's config")
+    return vision
+
+
+def check_adapter_fits(shapes: dict[str, tuple[int, ...]], kind: str, vision: dict[str, Any], unet: Any,
+                       family: str, where: Path) -> None:
+    """The adapter was made for this UNet (its family) and for this image encoder, or EngineError says which not."""
+    cross = int(unet.config.cross_attention_dim)
+    widths = {shape[1] for key, shape in shapes.items() if key.endswith(".to_k_ip.weight")}
+    if widths != {cross}:
+        made_for = ", ".join(CROSS_ATTENTION_FAMILIES.get(w, f"a model of cross-attention width {w}")
+                             for w in sorted(widths))
+        raise EngineError(f"{IDENTITY_SETTING}: {where} is made for {made_for}, but the base model is {family} "
+                          f"(cross-attention width {cross}); use the adapter of the model's family")
+    layers = sum(1 for name in unet.attn_processors if not name.endswith("attn1.processor"))
+    found = sum(1 for key in shapes if key.endswith(".to_k_ip.weight"))
+    if found != layers:
+        raise EngineError(f"{IDENTITY_SETTING}: {where} has {found} cross-attention layers, the base model's UNet "
+                          f"has {layers}: it is made for another architecture")
+    input_key, encoder_key = {"plus": ("image_proj.proj_in.weight", "hidden_size"),
+                              "full": ("image_proj.proj.0.weight", "hidden_size"),
+                              "plain": ("image_proj.proj.weight", "projection_dim")}[kind]
+    wanted, have = shapes[input_key][1], vision.get(encoder_key)
+    if wanted != have:
+        raise EngineError(f"{IDENTITY_SETTING}: {where} takes image features of width {wanted}, but its image "
+                          f"encoder ({ENCODER_DIR}/config.json) gives {have}: the encoder is not the one the adapter "
+                          f"was trained with")
 
 
 def pick_device(setting: str) -> str:
@@ -145,7 +236,7 @@ class Engine:
 
     def __init__(self, base_model: str, *, device: str = "auto", dtype: str = "auto", lora_mode: str = "auto",
                  compile_unet: bool = False, max_lora_rank: int = 64, family: str = "auto",
-                 single_file_config: str = "") -> None:
+                 single_file_config: str = "", identity_adapter: str = "") -> None:
         self.base_model = base_model
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
@@ -154,6 +245,8 @@ class Engine:
         self.max_lora_rank = max_lora_rank
         self.family = family if family != "auto" else ""
         self.single_file_config = single_file_config  # a local diffusers folder with a checkpoint's configs
+        self.identity_adapter = identity_adapter  # AVATAR_IDENTITY_ADAPTER: a folder or an installed name; "" = none
+        self.identity: IdentityAdapter | None = None
         self.pipe: Any = None
         self.lora: LoraMode | None = None
         self.schedulers: dict[str, Any] = {}
@@ -187,9 +280,41 @@ class Engine:
             raise EngineError(f"could not load base model {path} as {self.family}: {e}") from e
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+        # Before any LoRA: the adapter replaces the UNet's attention processors, the LoRA wraps its layers.
+        if self.identity_adapter:
+            self.load_identity_adapter(self.identity_adapter)
         self.attach(pipe)
         log.info("loaded %s base model %s on %s (%s, LoRA mode %s)", self.family, path, self.device, self.dtype,
                  self.lora_mode)
+
+    def load_identity_adapter(self, setting: str) -> None:
+        """Load the IP-Adapter and its CLIP image encoder once, from local files only, after checking that
+        the folder is complete and that the adapter was made for this model and this encoder."""
+        problem = identity_adapter_problem(setting, settings.AVATAR_MODELS_DIR)
+        if problem:
+            raise EngineError(problem)
+        if self.compile_unet:
+            # Each pack's identity strength is an attribute of every attention processor: a compiled
+            # UNet would recompile whenever it changed.
+            raise EngineError(f"{IDENTITY_SETTING} cannot be combined with AVATAR_COMPILE: a compiled UNet would "
+                              f"recompile for every identity strength; turn one of them off")
+        folder = resolve_identity_adapter(setting, settings.AVATAR_MODELS_DIR)
+        weights = folder / IDENTITY_WEIGHTS
+        shapes = adapter_shapes(weights)
+        kind = adapter_kind(shapes, weights)
+        vision = encoder_config(folder / ENCODER_DIR)
+        check_adapter_fits(shapes, kind, vision, self.pipe.unet, self.family, weights)
+        try:
+            self.pipe.load_ip_adapter(str(folder), subfolder="", weight_name=IDENTITY_WEIGHTS,
+                                      image_encoder_folder=ENCODER_DIR, local_files_only=True)
+        except Exception as e:
+            raise EngineError(f"{IDENTITY_SETTING}: could not load the identity adapter from {folder}: {e}") from e
+        self.pipe.set_ip_adapter_scale(0.0)
+        processor = image_processor(folder / ENCODER_DIR, vision)
+        self.identity = IdentityAdapter(folder=folder, kind=kind, processor=processor,
+                                        embed_shape=embedding_shape(kind, vision))
+        log.info("loaded the identity adapter %s (IP-Adapter %s)", folder, kind)
 
     def attach(self, pipe: Any) -> None:
         """Run on `pipe`, a pipeline already built (load() calls this; the bench builds its own)."""
@@ -260,19 +385,61 @@ class Engine:
                 pipe._interrupt = True
             return kwargs
 
-        # 4. Denoise and decode.
-        result = self.pipe(
-            prompt=[request.prompt] * batch,
-            negative_prompt=[request.negative_prompt] * batch if request.negative_prompt else None,
-            image=inits,
-            strength=request.strength,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance,
-            generator=generators,
-            callback_on_step_end=callback,
-            output_type="np",
-        )
+        # 4. The identity adapter's embeddings, one per picture (none without an adapter).
+        identity = self.identity_embeds(request, batch)
+        extra = {"ip_adapter_image_embeds": identity} if identity is not None else {}
+        # 5. Denoise and decode.
+        with per_picture_embeds(self.pipe, identity):
+            result = self.pipe(
+                prompt=[request.prompt] * batch,
+                negative_prompt=[request.negative_prompt] * batch if request.negative_prompt else None,
+                image=inits,
+                strength=request.strength,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance,
+                generator=generators,
+                callback_on_step_end=callback,
+                output_type="np",
+                **extra,
+            )
         return result.images
+
+    def identity_embeds(self, request: GenerationRequest, batch: int) -> list[torch.Tensor] | None:
+        """The IP-Adapter embeddings of this batch (None without an adapter); with one, each face crop's
+        at the request's strength, or (strength 0, or no faces) a scale of 0, which diffusers' attention
+        skips entirely, so the pictures are those of a run without the adapter."""
+        if self.identity is None:
+            if request.identity_strength > 0:
+                log.warning("a request asks for identity strength %g but this worker has no identity adapter "
+                            "(%s); running without it", request.identity_strength, IDENTITY_SETTING)
+            return None
+        wanted = request.identity_strength > 0 and bool(request.identity_images)
+        self.pipe.set_ip_adapter_scale(request.identity_strength if wanted else 0.0)
+        if wanted:
+            embeds, negative = self.encode_faces(request.identity_images or [])
+        else:
+            # The adapter's projection still runs on something (diffusers requires an embedding once an
+            # adapter is loaded); zeros of the right shape cost nothing and are never attended to at scale 0.
+            embeds = torch.zeros((batch, *self.identity.embed_shape), device=self.pipe.device, dtype=self.pipe.dtype)
+            negative = embeds
+        # Classifier-free guidance runs the negative half of the batch first, as the prompts do.
+        if request.guidance > 1 and self.pipe.unet.config.time_cond_proj_dim is None:
+            embeds = torch.cat([negative, embeds])
+        return [embeds[:, None]]  # one adapter; one reference image per picture
+
+    def encode_faces(self, faces: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each reference face's embedding and the unconditional one, the way diffusers' encode_image makes them
+        (the penultimate hidden states of a black image for Plus adapters, zeros for plain ones), per picture."""
+        assert self.identity is not None
+        pixels = self.identity.processor(images=[face.convert("RGB") for face in faces], return_tensors="pt")
+        pixels = pixels.pixel_values.to(device=self.pipe.device, dtype=self.pipe.image_encoder.dtype)
+        encoder = self.pipe.image_encoder
+        if self.identity.kind == "plain":
+            embeds = encoder(pixels).image_embeds
+            return embeds, torch.zeros_like(embeds)
+        embeds = encoder(pixels, output_hidden_states=True).hidden_states[-2]
+        negative = encoder(torch.zeros_like(pixels[:1]), output_hidden_states=True).hidden_states[-2]
+        return embeds, negative.expand_as(embeds)
 
     def warm_up(self) -> None:
         """One tiny run so the first real job pays no first-call costs (and compiles, if asked)."""
@@ -291,6 +458,50 @@ class Engine:
             raise ValueError(f"width and height must be multiples of 8, got {request.width}x{request.height}")
         if not 0 < request.strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {request.strength}")
+        if not 0 <= request.identity_strength <= 1:
+            raise ValueError(f"identity strength must be in [0, 1], got {request.identity_strength}")
+        if request.identity_images and len(request.identity_images) != len(request.seeds):
+            raise ValueError(f"one identity image per seed: got {len(request.identity_images)} for "
+                             f"{len(request.seeds)} seeds")
+
+
+@contextmanager
+def per_picture_embeds(pipe: Any, embeds: list[torch.Tensor] | None) -> Iterator[None]:
+    """For one call, hand the pipeline the IP-Adapter embeddings exactly as prepared, one per picture.
+
+    diffusers treats ``ip_adapter_image_embeds`` as one reference shared by the whole batch and repeats
+    it for every prompt; a Chhavi batch mixes jobs, each with its own selfie, so repeating would let one
+    person's face into another's pictures. The pipeline's preparation step is therefore replaced, on
+    this instance and for this call only, by one that returns the embeddings as they are (negative
+    half first under guidance, as diffusers lays them out itself).
+    """
+    if embeds is None:
+        yield
+        return
+    pipe.prepare_ip_adapter_image_embeds = lambda *args, **kwargs: embeds
+    try:
+        yield
+    finally:
+        del pipe.prepare_ip_adapter_image_embeds
+
+
+def image_processor(folder: Path, vision: dict[str, Any]) -> Any:
+    """The encoder's own CLIPImageProcessor when its folder has one, else CLIP's standard one at its size
+    (what diffusers makes itself; h94's image_encoder folder ships no preprocessor config)."""
+    from transformers import CLIPImageProcessor
+
+    if (folder / "preprocessor_config.json").is_file():
+        return CLIPImageProcessor.from_pretrained(str(folder), local_files_only=True)
+    size = int(vision["image_size"])
+    return CLIPImageProcessor(size=size, crop_size=size)
+
+
+def embedding_shape(kind: str, vision: dict[str, Any]) -> tuple[int, ...]:
+    """One picture's embedding: (patches + 1, width) of hidden states, or the projected vector."""
+    if kind == "plain":
+        return (int(vision["projection_dim"]),)
+    patches = (int(vision["image_size"]) // int(vision["patch_size"])) ** 2
+    return (patches + 1, int(vision["hidden_size"]))
 
 
 _engine: Engine | None = None
@@ -310,6 +521,7 @@ def get_engine() -> Engine:
             max_lora_rank=settings.AVATAR_MAX_LORA_RANK,
             family=settings.AVATAR_BASE_FAMILY,
             single_file_config=settings.AVATAR_BASE_CONFIG,
+            identity_adapter=settings.AVATAR_IDENTITY_ADAPTER,
         )
         engine.load()
         _engine = engine

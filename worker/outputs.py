@@ -67,7 +67,9 @@ def safety_flag(image: Image.Image) -> str:
     return check.reason if check.check([image])[0] else ""
 
 
-def store_output(job: Job, index: int, image: Image.Image) -> Output:
+def store_output(job: Job, index: int, image: Image.Image, *, likeness: float | None = None,
+                 face_found: bool | None = None, skin_tone_shift: float | None = None) -> Output:
+    """Label, mark and store picture `index` of the job (its rank: 0 is the best), with its measures."""
     output_id = output_id_for(job, index)
     key, thumb_key = output_keys(job, index)
     provenance = metadata.provenance_for(output_id, job.pack.slug)
@@ -99,6 +101,9 @@ def store_output(job: Job, index: int, image: Image.Image) -> Output:
             "size_bytes": len(data),
             "flagged": bool(flag_reason),
             "flag_reason": flag_reason,
+            "likeness": likeness,
+            "face_found": face_found,
+            "skin_tone_shift": skin_tone_shift,
         },
     )
     return output

@@ -36,11 +36,15 @@ from PIL import Image
 
 from avatarapp.actions.jobs import enqueue
 from avatarapp.celery import generation_queue
+from avatarapp.faces.framing import centre_crop, face_crop
 from avatarapp.jobs.models import Job, fair_queue
 from avatarapp.packs.models import StylePack
+from avatarapp.photos.models import Photo
 from worker.engine import Engine, EngineError, GenerationRequest, capped, get_engine
+from worker.faces import FaceReading, get_analyser
 from worker.outputs import remove_outputs, store_output
 from worker.packs import ensure_pack_loaded
+from worker.ranking import Candidate, measure, rank
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +192,33 @@ def load_photos(jobs: list[Job]) -> dict[UUID, Image.Image]:
     return photos
 
 
+def oversample(job: Job) -> int:
+    """How many pictures are made for each one kept: the pack's `oversample` (a preview makes one)."""
+    return 1 if job.preview else job.pack.spec.oversample
+
+
 def seeds_for(job: Job) -> list[int]:
     # Picture n of a job uses seed + n, so each picture is reproducible on its own.
-    return [(job.seed + n) % 2**32 for n in range(job.count)]
+    return [(job.seed + n) % 2**32 for n in range(job.count * oversample(job))]
+
+
+def output_aspect(pack: StylePack) -> float:
+    """The width / height of the pack's pictures, after the operator's caps."""
+    _, width, height = capped(1, pack.spec.width, pack.spec.height, 0, settings.AVATAR_MAX_SIDE)
+    return width / height
+
+
+def face_of(image: Image.Image, photo: Photo | None) -> Image.Image | None:
+    """The chosen face with some margin, the identity adapter's reference; None with no face on record."""
+    boxes = photo.face_boxes if photo is not None else []
+    return image.crop(face_crop(boxes[0], image.width, image.height).as_tuple()) if boxes else None
+
+
+def frame(image: Image.Image, photo: Photo | None, aspect: float) -> Image.Image:
+    """The part of the photo the portrait is made from: head and shoulders around its largest
+    face (the crop the upload page showed), or the middle of a photo stored before faces were found."""
+    crop = photo.crop(aspect) if photo is not None else centre_crop(image.width, image.height, aspect)
+    return image.crop(crop.as_tuple())
 
 
 def pack_request(pack: StylePack, images: list[Image.Image], seeds: list[int],
@@ -219,17 +247,25 @@ def pack_request(pack: StylePack, images: list[Image.Image], seeds: list[int],
         width=width,
         height=height,
         scheduler=scheduler,
+        # The selfie steers each picture through the identity adapter; a quick preview goes without it.
+        identity_images=images,
+        identity_strength=0.0 if preview else spec.identity_strength,
     )
 
 
 def build_request(pack: StylePack, preview: bool, items: list[tuple[Job, int]],
-                  photos: dict[UUID, Image.Image]) -> GenerationRequest:
-    """One chunk of a batch: each (job, seed) item's photo and seed."""
-    return pack_request(pack, [photos[job.id] for job, _ in items], [seed for _, seed in items], preview)
+                  photos: dict[UUID, Image.Image],
+                  faces: dict[UUID, Image.Image] | None = None) -> GenerationRequest:
+    """One chunk of a batch: each (job, seed) item's framed photo and seed, and its face for the
+    identity adapter (the framed photo itself when no face was found)."""
+    request = pack_request(pack, [photos[job.id] for job, _ in items], [seed for _, seed in items], preview)
+    if faces:
+        request.identity_images = [faces.get(job.id, photos[job.id]) for job, _ in items]
+    return request
 
 
-def denoise(engine: Engine, jobs: list[Job], photos: dict[UUID, Image.Image],
-            batch_size: int) -> dict[UUID, list[Image.Image]]:
+def denoise(engine: Engine, jobs: list[Job], photos: dict[UUID, Image.Image], batch_size: int,
+            faces: dict[UUID, Image.Image] | None = None) -> dict[UUID, list[Image.Image]]:
     """Every picture of the jobs (one pack, all previews or none), `batch_size` pictures at a time."""
     pack, preview = jobs[0].pack, jobs[0].preview
     items = [(job, seed) for job in jobs for seed in seeds_for(job)]
@@ -239,7 +275,7 @@ def denoise(engine: Engine, jobs: list[Job], photos: dict[UUID, Image.Image],
         chunk_jobs = list({job.id: job for job, _ in chunk}.values())
         if not running_ids(chunk_jobs):
             continue  # all of this chunk's jobs were cancelled
-        request = build_request(pack, preview, chunk, photos)
+        request = build_request(pack, preview, chunk, photos, faces)
         with engine.lock:
             engine.switch_pack(pack.slug, fast=preview)
             pictures = engine.generate(request, on_step=ProgressWriter(chunk_jobs, n, len(chunks)))
@@ -252,13 +288,13 @@ def is_out_of_memory(error: Exception) -> bool:
     return "out of memory" in str(error).lower() or type(error).__name__ == "OutOfMemoryError"
 
 
-def denoise_with_retry(engine: Engine, jobs: list[Job],
-                       photos: dict[UUID, Image.Image]) -> dict[UUID, list[Image.Image]]:
+def denoise_with_retry(engine: Engine, jobs: list[Job], photos: dict[UUID, Image.Image],
+                       faces: dict[UUID, Image.Image] | None = None) -> dict[UUID, list[Image.Image]]:
     """denoise() at AVATAR_MAX_BATCH pictures a batch, halved after each out-of-memory error down to one."""
     batch_size = settings.AVATAR_MAX_BATCH
     while True:
         try:
-            return denoise(engine, jobs, photos, batch_size)
+            return denoise(engine, jobs, photos, batch_size, faces)
         except Exception as e:
             if not is_out_of_memory(e) or batch_size == 1:
                 raise
@@ -290,7 +326,32 @@ def hold_before_storing() -> None:
             waiting.unlink(missing_ok=True)
 
 
-def finish(jobs: list[Job], images: dict[UUID, list[Image.Image]]) -> int:
+def read_selfie_face(photo: Image.Image, job: Job) -> FaceReading | None:
+    """The face in the job's selfie the portraits are compared with: the one chosen at upload."""
+    boxes = job.photo.face_boxes if job.photo is not None else []
+    return get_analyser().read(photo, boxes[0] if boxes else None)
+
+
+def choose_best(jobs: list[Job], photos: dict[UUID, Image.Image],
+                images: dict[UUID, list[Image.Image]]) -> dict[UUID, list[Candidate]]:
+    """Each job's `count` best pictures, best first: measured against the selfie's face (likeness,
+    skin tone) and ranked (worker/ranking.py). With the pack's `oversample` there are more pictures
+    than `count`, and the rest are dropped; a job never fails for low likeness."""
+    best: dict[UUID, list[Candidate]] = {}
+    for job in jobs:
+        pictures = images.get(job.id, [])
+        if not pictures:
+            continue
+        source = read_selfie_face(photos[job.id], job)
+        candidates = measure(get_analyser(), source, pictures, max_lightening=settings.AVATAR_SKIN_LIGHTENING_MAX)
+        best[job.id] = rank(candidates, job.count)
+        dropped = len(pictures) - len(best[job.id])
+        if dropped:
+            log.info("job %s: kept the %d pictures most like the selfie of %d", job.id, job.count, len(pictures))
+    return best
+
+
+def finish(jobs: list[Job], images: dict[UUID, list[Candidate]]) -> int:
     """Store each still-running job's pictures and mark it succeeded; drop the cancelled ones'.
 
     A job cancelled, or whose owner erased their account, while its pictures were being
@@ -304,8 +365,10 @@ def finish(jobs: list[Job], images: dict[UUID, list[Image.Image]]) -> int:
         if job.id not in still_running or len(images.get(job.id, [])) != job.count:
             continue
         try:
-            for index, image in enumerate(images[job.id]):
-                store_output(job, index, image)
+            # Best first: the index is the rank, so the gallery and the API list the best first.
+            for index, candidate in enumerate(images[job.id]):
+                store_output(job, index, candidate.image, likeness=candidate.likeness,
+                             face_found=candidate.reading is not None, skin_tone_shift=candidate.skin_tone_shift)
         except IntegrityError:
             log.info("job %s went away while its pictures were stored; removing them", job.id)
             remove_outputs(job)
@@ -343,15 +406,20 @@ def run_job(job_id: str) -> str:
     try:
         # 2. Load the pack on the warm engine (nothing to do when this version is resident).
         ensure_pack_loaded(engine, jobs[0].pack)
-        # 3. Read the photos; a job whose photo is gone has failed on its own.
+        # 3. Read the photos, and frame each around its face; a job whose photo is gone has failed on its own.
         photos = load_photos(jobs)
         jobs = [job for job in jobs if job.id in photos]
         if not jobs:
             return "failed"
+        aspect = output_aspect(jobs[0].pack)
+        framed = {job.id: frame(photos[job.id], job.photo, aspect) for job in jobs}
+        faces = {job.id: face for job in jobs if (face := face_of(photos[job.id], job.photo)) is not None}
         # 4. Denoise every picture with the pack active, writing progress; a cancel stops within a step.
-        images = denoise_with_retry(engine, jobs, photos)
-        # 5. Store the pictures of the jobs still running and mark them succeeded.
-        return "done" if finish(jobs, images) else "canceled"
+        images = denoise_with_retry(engine, jobs, framed, faces)
+        # 5. Keep each job's best pictures (likeness to the selfie, no lightened skin), best first.
+        best = choose_best(jobs, photos, images)
+        # 6. Store the pictures of the jobs still running and mark them succeeded.
+        return "done" if finish(jobs, best) else "canceled"
     except SoftTimeLimitExceeded:
         fail_jobs(jobs, "timed_out", "the soft time limit was reached")
     except EngineError as e:

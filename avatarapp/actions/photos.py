@@ -17,10 +17,11 @@ from django.utils.translation import gettext_lazy as _
 from avatarapp.accounts.consent import has_consented
 from avatarapp.accounts.models import User
 from avatarapp.actions.errors import ActionError, invalid_fields, not_found
+from avatarapp.faces.detect import FaceBox, find_faces
 from avatarapp.lib.ratelimit import allow
 from avatarapp.lib.storage_keys import photo_key
 from avatarapp.photos.models import Photo
-from avatarapp.photos.normalize import UploadRejected, normalise_upload
+from avatarapp.photos.normalize import NormalisedImage, UploadRejected, normalise_upload
 
 
 def require_consent(user: User) -> None:
@@ -34,6 +35,20 @@ def get_own_photo(user: User | None, photo_id: uuid.UUID | str) -> Photo:
     if photo is None:
         raise not_found(_("Photo not found."))
     return photo
+
+
+def check_faces(image: NormalisedImage) -> list[FaceBox]:
+    """The faces a portrait can be made from, largest first; refuse a photo with none."""
+    assert image.pixels is not None
+    faces = find_faces(image.pixels)
+    if not faces:
+        raise ActionError("no_face", 400, _("We could not find a face in this photo. Please use a clear photo of "
+                                            "your face, looking at the camera, in good light."))
+    if faces[0].side < settings.AVATAR_MIN_FACE_SIDE:
+        raise ActionError("face_too_small", 400, _("Your face is too small in this photo to make a portrait from. "
+                                                   "Please come closer, so your face fills more of the picture, "
+                                                   "and try again."))
+    return faces
 
 
 def do_upload_photo(user: User, upload: UploadedFile | None) -> Photo:
@@ -50,6 +65,7 @@ def do_upload_photo(user: User, upload: UploadedFile | None) -> Photo:
         image = normalise_upload(upload.read())
     except UploadRejected as e:
         raise ActionError(e.code, e.status, e.message, reason=e.reason) from None
+    faces = check_faces(image)
     photo_id = uuid.uuid4()
     stored_key = default_storage.save(photo_key(user.id, photo_id), ContentFile(image.data))
     try:
@@ -61,6 +77,7 @@ def do_upload_photo(user: User, upload: UploadedFile | None) -> Photo:
                 width=image.width,
                 height=image.height,
                 content_type=image.content_type,
+                faces=[face.to_json() for face in faces],
                 expires_at=timezone.now() + timedelta(hours=settings.AVATAR_PHOTO_TTL_HOURS),
             )
     except Exception:

@@ -97,12 +97,26 @@ class PacksOut(Schema):
     packs: list[PackOut]
 
 
+class BoxOut(Schema):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class FaceOut(Schema):
+    box: BoxOut  # in the stored photo's pixels (the `url` image)
+    chosen: bool  # the face the portrait is made of: the largest
+
+
 class PhotoOut(Schema):
     id: UUID
     url: str
     width: int
     height: int
     expires_at: datetime
+    faces: list[FaceOut]
+    crop: BoxOut  # the part of the photo a square portrait is made from
 
 
 class JobIn(Input):
@@ -130,6 +144,11 @@ class OutputOut(Schema):
     content_type: str
     created_at: datetime
     flagged: bool  # held back by the content check: blurred, and it cannot be shared
+    # 1 - the face-embedding distance to the selfie's face (0.4 and up: the same person); null
+    # when no face was found in the picture (face_found false) or it was not measured.
+    likeness: float | None
+    face_found: bool | None
+    skin_tone_shift: float | None  # change in Individual Typology Angle, degrees; positive is lighter
 
 
 class ErrorOut(Schema):

@@ -14,6 +14,8 @@ from typing import Any
 from django.urls import reverse
 
 from avatarapp.accounts.models import User
+from avatarapp.faces.detect import FaceBox
+from avatarapp.faces.framing import Crop
 from avatarapp.jobs.errors import job_error_message
 from avatarapp.jobs.models import Job, Output, queue_position
 from avatarapp.packs.models import StylePack
@@ -27,7 +29,15 @@ def photo_json(photo: Photo) -> dict[str, Any]:
         "width": photo.width,
         "height": photo.height,
         "expires_at": photo.expires_at,
+        # Largest first; the first is the face the portrait is made of.
+        "faces": [{"box": box_json(face), "chosen": n == 0} for n, face in enumerate(photo.face_boxes)],
+        # The part of the photo a square portrait is made from (a pack of another shape frames the same face).
+        "crop": box_json(photo.crop(1.0)),
     }
+
+
+def box_json(box: FaceBox | Crop) -> dict[str, int]:
+    return {"x": box.left, "y": box.top, "width": box.width, "height": box.height}
 
 
 def output_urls(output_id: uuid.UUID) -> tuple[str, str]:
@@ -36,15 +46,18 @@ def output_urls(output_id: uuid.UUID) -> tuple[str, str]:
 
 
 def output_dict(output_id: uuid.UUID, job_id: uuid.UUID, width: int, height: int, content_type: str,
-                created_at: Any, flagged: bool) -> dict[str, Any]:
+                created_at: Any, flagged: bool, likeness: float | None = None, face_found: bool | None = None,
+                skin_tone_shift: float | None = None) -> dict[str, Any]:
     url, thumbnail_url = output_urls(output_id)
     return {"id": output_id, "job": job_id, "url": url, "thumbnail_url": thumbnail_url, "width": width,
-            "height": height, "content_type": content_type, "created_at": created_at, "flagged": flagged}
+            "height": height, "content_type": content_type, "created_at": created_at, "flagged": flagged,
+            "likeness": likeness, "face_found": face_found, "skin_tone_shift": skin_tone_shift}
 
 
 def output_json(output: Output) -> dict[str, Any]:
     return output_dict(output.id, output.job_id, output.width, output.height, output.content_type,
-                       output.created_at, output.flagged)
+                       output.created_at, output.flagged, output.likeness, output.face_found,
+                       output.skin_tone_shift)
 
 def pack_json(pack: StylePack) -> dict[str, Any]:
     spec = pack.spec
@@ -58,7 +71,8 @@ def pack_json(pack: StylePack) -> dict[str, Any]:
 JOB_FIELDS = ("id", "status", "progress", "count", "seed", "preview", "created_at", "started_at", "finished_at",
               "error_code", "pack__slug")
 OUTPUT_FIELDS = ("outputs__id", "outputs__index", "outputs__width", "outputs__height", "outputs__content_type",
-                 "outputs__created_at", "outputs__flagged")
+                 "outputs__created_at", "outputs__flagged", "outputs__likeness", "outputs__face_found",
+                 "outputs__skin_tone_shift")
 
 
 def jobs_json(user: User, limit: int = 50) -> list[dict[str, Any]]:
@@ -91,8 +105,9 @@ def job_dict(job: dict[str, Any], output_rows: list[tuple]) -> dict[str, Any]:
     status = job["status"]
     code = job["error_code"] or "generation_failed"
     outputs = []
-    for output_id, _, width, height, content_type, created_at, flagged in sorted(output_rows, key=lambda r: r[1]):
-        outputs.append(output_dict(output_id, job["id"], width, height, content_type, created_at, flagged))
+    # By index: the worker stores a job's pictures best first (most like the selfie).
+    for output_id, _, *fields in sorted(output_rows, key=lambda r: r[1]):
+        outputs.append(output_dict(output_id, job["id"], *fields))
     return {
         "id": job["id"],
         "status": status,

@@ -118,7 +118,8 @@ def cancel_job(request: ApiRequest, job_id: Id) -> tuple[int, dict[str, Any] | N
 
 @router.get("/outputs", response=OutputsOut)
 def list_outputs(request: ApiRequest) -> dict[str, Any]:
-    return {"outputs": [output_json(o) for o in Output.objects.filter(user=request.auth)[:200]]}
+    outputs = Output.objects.filter(user=request.auth).newest_jobs_best_first()[:200]
+    return {"outputs": [output_json(o) for o in outputs]}
 
 
 @router.get("/outputs/{output_id}/image", url_name="output_image", auth=IMAGE_AUTH, response={404: ErrorBody},

@@ -66,6 +66,8 @@ def choose_pack(request: UserRequest, photo_id: UUID) -> HttpResponse:
             status = e.status
     return render(request, "front/choose_pack.html", {
         "photo": photo,
+        "crop": photo.crop(1.0),
+        "other_faces": photo.face_boxes[1:],  # dashed: seen, and not the one the portrait is made of
         "packs": StylePack.objects.offered(),
         "error": error,
         "photo_url": reverse("api-v1:photo_image", kwargs={"photo_id": photo.id}),
@@ -99,7 +101,7 @@ def cancel_job(request: UserRequest, job_id: UUID) -> HttpResponse:
 
 @consented_user_required
 def gallery(request: UserRequest) -> HttpResponse:
-    outputs = Output.objects.filter(user=request.user).select_related("job__pack")[:100]
+    outputs = Output.objects.filter(user=request.user).newest_jobs_best_first().select_related("job__pack")[:100]
     active = Job.objects.filter(user=request.user, status__in=[Job.Status.QUEUED, Job.Status.RUNNING])[:5]
     return render(request, "front/gallery.html", {"outputs": outputs, "active_jobs": active})
 

@@ -141,8 +141,18 @@ def queue_position(status: str, job_id: uuid.UUID | str) -> int | None:
     return int(row[0]) if row else 1
 
 
+class OutputQuerySet(models.QuerySet["Output"]):
+    def newest_jobs_best_first(self) -> OutputQuerySet:
+        """Newest job first, and within a job the best picture first: the worker stores a job's
+        pictures in rank order (index 0 is the most like the selfie), one row after another, so
+        the rows' own creation times run from best to worst and cannot be the order."""
+        return self.order_by("-job__created_at", "job_id", "index")
+
+
 class Output(models.Model):
     """One generated image, stored under the owner's prefix."""
+
+    objects = OutputQuerySet.as_manager()
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
@@ -159,6 +169,14 @@ class Output(models.Model):
     # listed in the admin's moderation queue. The reason is the check's ("nsfw").
     flagged = models.BooleanField(default=False, db_index=True)
     flag_reason = models.CharField(max_length=40, blank=True)
+    # How much the picture still looks like the person in the selfie (worker/faces.py): 1 - the
+    # distance between the two faces' 128-d embeddings, so 0.4 and up is "the same person" by dlib's
+    # threshold. None when no face was found in the picture (face_found False) or not measured (None).
+    likeness = models.FloatField(null=True, blank=True)
+    face_found = models.BooleanField(null=True, blank=True)
+    # The change in skin tone against the selfie, in degrees of the Individual Typology Angle
+    # (positive: lighter). None when either face could not be measured.
+    skin_tone_shift = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "index"]

@@ -9,6 +9,7 @@ management commands use it). The pieces:
   huggingface_hub's URLs and client (HF_ENDPOINT for a mirror, HF_TOKEN for gated repos).
 - ``importer``: ``import_model PATH`` for a diffusers folder or a single ``.safetensors`` checkpoint.
 - ``bundle``: ``export_bundle NAME OUT.tar [--packs]`` and ``import_model OUT.tar``.
+- ``identity``: the identity adapter's folder layout (AVATAR_IDENTITY_ADAPTER), checked without torch.
 - ``families``: ``detect_family`` (demo / sd15 / sdxl) from a folder or a checkpoint's header.
 - ``store``: the models folder (AVATAR_MODELS_DIR, default ``var/models``), records, atomic installs.
 
@@ -30,4 +31,6 @@ Layout of the models folder::
                                   AVATAR_BASE_MODEL=<name> (or <folder>, or <folder>/<checkpoint> with
                                   AVATAR_BASE_CONFIG=<folder>). The record's "checkpoint" names the file.
         kind "lora":              the LoRA .safetensors (a speed LoRA for packs of that family)
+        kind "ip_adapter":        an identity adapter (AVATAR_IDENTITY_ADAPTER=<name>): ip_adapter.safetensors
+                                  and image_encoder/ (model.safetensors, config.json), see ``identity``
 """

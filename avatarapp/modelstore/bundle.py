@@ -36,7 +36,7 @@ from kombu.exceptions import OperationalError
 from tqdm import tqdm
 
 from avatarapp.modelstore import store
-from avatarapp.modelstore.catalogue import SHA256_RE, catalogue_path, load_catalogue, safe_relative_path
+from avatarapp.modelstore.catalogue import KINDS, SHA256_RE, catalogue_path, load_catalogue, safe_relative_path
 from avatarapp.modelstore.errors import ModelStoreError
 from avatarapp.modelstore.families import MODEL_FAMILIES, WORKER_FAMILIES, detect_family, read_safetensors_header
 from avatarapp.modelstore.importer import ImportResult, inspect_folder
@@ -233,7 +233,7 @@ def _read_manifest(tar: tarfile.TarFile, where: str) -> tuple[dict[str, Any], di
     if not isinstance(record, dict) or not isinstance(record.get("files"), list):
         raise ModelStoreError(f"{where}: {MANIFEST} has no model record")
     family = record.get("family")
-    if family not in WORKER_FAMILIES or record.get("kind") not in ("diffusers", "checkpoint", "lora"):
+    if family not in WORKER_FAMILIES or record.get("kind") not in KINDS:
         raise ModelStoreError(f"{where}: the model's family {family!r} or kind {record.get('kind')!r} is not "
                               f"one Chhavi supports")
     store.check_name(str(record.get("name", "")))

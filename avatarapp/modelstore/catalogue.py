@@ -7,7 +7,7 @@ else. The format::
     [models.sd15]                 # the NAME given to fetch_model
     title = "Stable Diffusion 1.5"
     family = "sd15"               # sd15 | sdxl: what the worker loads (a LoRA: the family it fits)
-    kind = "checkpoint"           # diffusers | checkpoint | lora
+    kind = "checkpoint"           # diffusers | checkpoint | lora | ip_adapter
     repo = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     revision = "<40-hex commit>"
     licence = "CreativeML OpenRAIL-M"
@@ -20,6 +20,11 @@ else. The format::
     sha256 = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa"
     # optional: repo = "...", revision = "..." to take this file from another repository (e.g. the
     # configs of a single-file checkpoint), save_as = "unet/config.json" to lay it out elsewhere.
+
+An ``ip_adapter`` entry is an identity adapter (setting AVATAR_IDENTITY_ADAPTER): its weights saved as
+``ip_adapter.safetensors`` and its CLIP image encoder's as ``image_encoder/model.safetensors`` (the
+encoder's config.json may be listed too; when it is not, Chhavi writes its ViT-H-14 one, see
+avatarapp/modelstore/identity.py).
 
 Unknown keys are ignored, so entries may carry notes for people (``notes = "..."``).
 """
@@ -34,8 +39,10 @@ from typing import Any
 
 from avatarapp.modelstore.errors import ModelStoreError
 from avatarapp.modelstore.families import FAMILY_MARKER, MODEL_FAMILIES
+from avatarapp.modelstore.identity import ENCODER_DIR, WEIGHTS_NAME
+from avatarapp.modelstore.identity import KIND as IDENTITY_KIND
 
-KINDS = ("diffusers", "checkpoint", "lora")
+KINDS = ("diffusers", "checkpoint", "lora", IDENTITY_KIND)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REVISION_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -156,6 +163,10 @@ def _entry(name: str, table: Any, where: str) -> CatalogueEntry:
         raise ModelStoreError(f"{where}: a diffusers entry must list model_index.json")
     if kind == "lora" and not any(f.save_as.endswith(".safetensors") for f in files):
         raise ModelStoreError(f"{where}: a lora entry must list its .safetensors file")
+    identity_files = {WEIGHTS_NAME, f"{ENCODER_DIR}/model.safetensors"}
+    if kind == IDENTITY_KIND and not identity_files <= seen:
+        raise ModelStoreError(f"{where}: an ip_adapter entry saves its weights as {WEIGHTS_NAME} and its image "
+                              f"encoder's as {ENCODER_DIR}/model.safetensors (save_as = ...)")
     commercial = table.get("commercial_use", False)
     if not isinstance(commercial, bool):
         raise ModelStoreError(f"{where}: commercial_use must be true or false")

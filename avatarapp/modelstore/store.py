@@ -24,6 +24,9 @@ from typing import IO, Any
 from avatarapp.modelstore.catalogue import RECORD_NAME
 from avatarapp.modelstore.errors import ModelStoreError
 from avatarapp.modelstore.families import FAMILY_MARKER
+from avatarapp.modelstore.identity import KIND as IDENTITY_KIND
+from avatarapp.modelstore.identity import SETTING as IDENTITY_SETTING
+from avatarapp.modelstore.identity import add_encoder_config
 from avatarapp.modelstore.pipeline_configs import PIPELINE_FAMILIES, write_pipeline_configs
 
 RECORD_FORMAT = 1
@@ -228,6 +231,8 @@ def add_pipeline_configs(folder: Path) -> list[Path]:
 def install(staging: Path, target: Path, *, replace: bool) -> None:
     """Move a finished staging folder into place in one step; an older install is swapped out."""
     add_pipeline_configs(staging)
+    record = read_record(staging)
+    add_encoder_config(staging, record.get("kind") if record else None)
     for path in staging.rglob("*"):
         if path.is_file():
             with path.open("rb") as f:
@@ -253,6 +258,9 @@ def use_hint(record: dict[str, Any], target: Path) -> str:
         weights = sorted(p for p in paths if p.endswith(".safetensors"))
         return (f"a LoRA for {family} models: copy {target / (weights[0] if weights else '')} into a style pack "
                 f"folder of base_family {family} (pack.toml [fast] lora = ..., or a [[lora]] file)")
+    if kind == IDENTITY_KIND:
+        return (f"an identity adapter for {family} models: set {IDENTITY_SETTING}={target.name} (or {target}), "
+                f"then packs may set identity_strength")
     if kind == "checkpoint" and checkpoint:
         if "model_index.json" in paths:
             return (f"to use it, set AVATAR_BASE_MODEL={target / checkpoint} AVATAR_BASE_CONFIG={target} "

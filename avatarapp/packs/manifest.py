@@ -34,6 +34,8 @@ SCHEDULERS: dict[str, str] = {
     "lcm": "LCMScheduler",
 }
 MODEL_SCHEDULER = ""
+# A pack may ask for up to this many times the pictures, keeping the best (PackSpec.oversample).
+MAX_OVERSAMPLE = 4
 
 # Chhavi never lightens skin: a pack's positive prompt may not ask for fair, lighter or whiter
 # skin (its negative prompt may name "lightened skin", to steer away from it). English is matched
@@ -144,8 +146,17 @@ class PackSpec:
     preview: str = ""  # image file name inside the pack folder; "" for none
     fast: FastMode | None = None
     folder: str = ""  # the pack's folder name under AVATAR_PACKS_DIR; "" means the slug
+    # How strongly the selfie's face steers each picture through the identity adapter (IP-Adapter,
+    # setting AVATAR_IDENTITY_ADAPTER); 0 = not at all, and such a pack needs no adapter installed.
+    identity_strength: float = 0.0
+    # Make this many times the pictures asked for and keep the best by likeness to the selfie.
+    oversample: int = 1
 
     def to_json(self) -> dict[str, Any]:
+        # The likeness settings are written only when a pack uses them: a pack without them stores
+        # the JSON it always did, and from_json reads their absence as the defaults.
+        likeness = {key: value for key, value, default in (
+            ("identity_strength", self.identity_strength, 0.0), ("oversample", self.oversample, 1)) if value != default}
         return {
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
@@ -159,6 +170,7 @@ class PackSpec:
             "preview": self.preview,
             "fast": self.fast.to_json() if self.fast else None,
             "folder": self.folder,
+            **likeness,
         }
 
     @classmethod
@@ -182,6 +194,8 @@ class PackSpec:
             preview=str(get("preview", cls.preview)),
             fast=FastMode.from_json(fast) if fast is not None else None,
             folder=str(get("folder", cls.folder)),
+            identity_strength=float(get("identity_strength", cls.identity_strength)),
+            oversample=int(get("oversample", cls.oversample)),
         )
 
 
@@ -317,8 +331,8 @@ def load_manifest(folder: Path) -> PackManifest:
         "prompt": prompt,
         "negative_prompt": data.get("negative_prompt"),
         "loras": loras,
-        **_numbers(defaults, {"steps": int, "guidance": float, "strength": float, "width": int, "height": int},
-                   "defaults", path),
+        **_numbers(defaults, {"steps": int, "guidance": float, "strength": float, "width": int, "height": int,
+                              "identity_strength": float, "oversample": int}, "defaults", path),
         "scheduler": defaults.get("scheduler"),
         "preview": data.get("preview"),
         "fast": _fast_json(data, folder, path),
@@ -370,6 +384,10 @@ def check_spec(spec: PackSpec, folder: Path, path: Path) -> None:
     for name, size in (("width", spec.width), ("height", spec.height)):
         if size % 8 or not 64 <= size <= 2048:
             raise PackError(f"{path}: defaults.{name} must be a multiple of 8 between 64 and 2048")
+    if not 0.0 <= spec.identity_strength <= 1.0:
+        raise PackError(f"{path}: defaults.identity_strength must be between 0 and 1 (0 = no identity adapter)")
+    if not 1 <= spec.oversample <= MAX_OVERSAMPLE:
+        raise PackError(f"{path}: defaults.oversample must be a whole number from 1 to {MAX_OVERSAMPLE}")
     if spec.preview and ("/" in spec.preview or "\\" in spec.preview or not (folder / spec.preview).is_file()):
         raise PackError(f"{path}: preview image '{spec.preview}' not found in the pack folder")
     if spec.fast is not None:

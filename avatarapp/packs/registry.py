@@ -10,8 +10,10 @@ from pathlib import Path
 from django.conf import settings
 
 from avatarapp.celery import RENDER_PREVIEWS_TASK, app, generation_queue
+from avatarapp.modelstore.identity import SETTING as IDENTITY_SETTING
+from avatarapp.modelstore.identity import identity_adapter_problem
 from avatarapp.ops.models import live_families
-from avatarapp.packs.manifest import PackError, load_manifest
+from avatarapp.packs.manifest import PackError, PackManifest, load_manifest
 from avatarapp.packs.models import StylePack
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ def sync_packs(packs_dir: Path | None = None) -> tuple[list[str], list[str]]:
     for position, folder in enumerate(folders):
         try:
             manifest = load_manifest(folder)
+            check_identity_adapter(manifest)
         except PackError as e:
             problems.append(str(e))
             log.warning("skipping pack: %s", e)
@@ -50,6 +53,28 @@ def sync_packs(packs_dir: Path | None = None) -> tuple[list[str], list[str]]:
         registered.append(manifest.slug)
     StylePack.objects.exclude(slug__in=registered).update(enabled=False)
     return registered, problems
+
+
+def check_identity_adapter(manifest: PackManifest) -> None:
+    """Refuse a pack that asks for the identity adapter when this site has none to give it.
+
+    Only the setting and the folder's files are looked at (the web process never imports torch);
+    the worker loads and checks the weights themselves when it starts.
+    """
+    strength = manifest.spec.identity_strength
+    if strength <= 0:
+        return
+    problem = identity_adapter_problem(settings.AVATAR_IDENTITY_ADAPTER, settings.AVATAR_MODELS_DIR)
+    if problem:
+        raise PackError(
+            f"pack {manifest.slug} asks for identity_strength = {strength:g}, which needs the identity adapter, "
+            f"but {problem}. Install one (`python manage.py fetch_model "
+            f"ip-adapter-plus-face-{_family_hint(manifest)}`) and set {IDENTITY_SETTING} to it, or set "
+            f"identity_strength = 0 in the pack's [defaults]")
+
+
+def _family_hint(manifest: PackManifest) -> str:
+    return "sdxl" if manifest.base_family == "sdxl" else "sd15"
 
 
 def put_pack_folder(source: Path, target: Path, *, move: bool = False) -> None:

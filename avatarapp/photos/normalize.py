@@ -45,6 +45,7 @@ class NormalisedImage:
     width: int
     height: int
     content_type: str = "image/jpeg"
+    pixels: Image.Image | None = None  # the upright RGB image that was encoded, for the face check
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -120,4 +121,4 @@ def normalise_upload(data: bytes) -> NormalisedImage:
     if icc_profile:
         save_args["icc_profile"] = icc_profile
     image.save(out, **save_args)
-    return NormalisedImage(out.getvalue(), image.width, image.height)
+    return NormalisedImage(out.getvalue(), image.width, image.height, pixels=image)

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from avatarapp.ops.models import live_families
 from avatarapp.packs.manifest import BASE_FAMILIES, PackError, load_manifest
-from avatarapp.packs.registry import put_pack_folder, request_previews, sync_packs
+from avatarapp.packs.registry import check_identity_adapter, put_pack_folder, request_previews, sync_packs
 
 
 class Command(BaseCommand):
@@ -23,6 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, path: Path, base_family: str | None, replace: bool, **options: Any) -> None:
         try:
             manifest = load_manifest(path.resolve())
+            check_identity_adapter(manifest)
         except PackError as e:
             raise CommandError(str(e)) from None
         families = {base_family} if base_family else live_families()
