@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 from rich.progress import track
 
 from avatarapp.faces.detect import find_faces, warm_up
@@ -29,7 +29,7 @@ PHONE_SIZE = (4032, 3024)  # a 12 MP phone camera
 
 def phone_photo(name: str) -> bytes:
     """A fixture blown up to 12 MP and saved as a phone would (JPEG, quality 92)."""
-    base = Image.open(FIXTURES / name).convert("RGB")
+    base = ImageOps.exif_transpose(Image.open(FIXTURES / name)).convert("RGB")  # upright, as a camera app shows it
     scale = max(PHONE_SIZE[0] / base.width, PHONE_SIZE[1] / base.height)
     big = base.resize((round(base.width * scale), round(base.height * scale)), Image.Resampling.BICUBIC)
     left, top = (big.width - PHONE_SIZE[0]) // 2, (big.height - PHONE_SIZE[1]) // 2

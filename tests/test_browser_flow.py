@@ -84,7 +84,11 @@ def make_a_portrait(phone, worker, locale: str) -> None:
 
     # Style: pick the avatar pack.
     expect(page).to_have_url(re.compile(r"/photos/[0-9a-f-]{36}/style$"))
-    image_loaded(page.locator(".photo-thumb"))
+    # The photo with the crop the portrait is made from, and the words that say so.
+    expect(page.locator("svg.framing-photo")).to_be_visible()
+    expect(page.locator(".framing-crop")).to_have_count(1)
+    assert page.evaluate(
+        "async () => (await fetch(document.querySelector('svg.framing-photo image').getAttribute('href'))).ok")
     page.locator("input[name=pack][value=avatar]").check()
     arrive("style")
     # Progress: the worker holds the job after its first step, so the page is seen with the bar
