@@ -34,7 +34,7 @@ model: install
 
 # The pieces of `make run` on their own, for a GPU box that only runs workers.
 worker: prepare
-	$(PY) -m celery -A worker.app worker --queues gpu --concurrency 1 --loglevel INFO
+	$(PY) -m celery -A worker.app worker --queues gpu,train --concurrency 1 --loglevel INFO
 
 web: prepare
 	$(PY) -m gunicorn avatarapp.wsgi:application --bind 127.0.0.1:$${PORT:-8000} --workers 2 --threads 4

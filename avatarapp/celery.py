@@ -15,6 +15,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 GENERATE_TASK = "worker.tasks.generate_job"
 RENDER_PREVIEWS_TASK = "worker.tasks.render_pack_previews"
+MAKE_CARD_TASK = "worker.tasks.make_share_card"  # on the maintenance queue (the default queue)
 # Generation jobs go to one queue per model family (gpu.demo, gpu.sd15, gpu.sdxl): a worker
 # consumes only its own model's queue, so it never takes a job whose pack it cannot run.
 GENERATION_QUEUE = "gpu"
@@ -23,3 +24,15 @@ GENERATION_QUEUE = "gpu"
 def generation_queue(family: str) -> str:
     """The queue of the workers that run `family` models."""
     return f"{GENERATION_QUEUE}.{family}"
+
+
+# Style pack training (avatarapp/training, worker/training): one task per chunk of steps, on the
+# `train.<family>` queue of the workers that run that family's model. A generation worker takes it
+# too (`--queues gpu,train`), so on a one-GPU box jobs run between chunks.
+TRAIN_CHUNK_TASK = "worker.tasks.train_chunk"
+TRAIN_QUEUE = "train"
+
+
+def train_queue(family: str) -> str:
+    """The queue of the training chunks for `family` models."""
+    return f"{TRAIN_QUEUE}.{family}"

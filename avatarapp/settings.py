@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "avatarapp.sharing",
     "avatarapp.front",
     "avatarapp.ops",
+    "avatarapp.training",
 ]
 
 MIDDLEWARE = [
@@ -195,6 +196,9 @@ CELERY_TASK_ROUTES = {
     "worker.tasks.reap_stale_jobs": {"queue": "maintenance"},
     "worker.tasks.sweep_retention": {"queue": "maintenance"},
 }
+# Training chunks are sent to their model family's queue, train.<family> (avatarapp.celery);
+# this route only catches a chunk sent without one.
+CELERY_TASK_ROUTES["worker.tasks.train_chunk"] = {"queue": "train"}
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"
 CELERY_BEAT_SCHEDULE_FILENAME = envstr("AVATAR_BEAT_SCHEDULE", str(VAR_DIR / "celerybeat-schedule"))
 # The reaper re-queues or fails jobs whose worker died, and re-sends messages a broker lost.
@@ -457,6 +461,9 @@ AVATAR_WORKER_STALE_AFTER = envint("AVATAR_WORKER_STALE_AFTER", 30, min=3, max=3
 # denoising step (progress written, cancels still honoured). Tests use it to look at a job
 # mid-run without racing the clock. Empty (the default) turns the hook off.
 AVATAR_HOLD_FILE = envstr("AVATAR_HOLD_FILE")
+# Style pack training (avatarapp/training): each run's pictures, encodings and checkpoints, on a
+# disk the web side (which copies the pictures in) and the workers (which train) both reach.
+AVATAR_TRAINING_DIR = Path(envstr("AVATAR_TRAINING_DIR", str(VAR_DIR / "training")))
 
 LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", LOG_LEVELS)
 LOGGING = {

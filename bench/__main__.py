@@ -1,8 +1,9 @@
 """Run the benchmarks, print each figure beside its budget, write var/bench.json.
 
-    python -m bench                       # everything: engine, service, pages, faces
+    python -m bench                       # everything: engine, service, pages, faces, watermark
     python -m bench --short               # the quick run CI can afford
     python -m bench --only engine,service
+    python -m bench --only training        # style pack training: s/step, memory, FLOPs
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bench.figures import Figure  # noqa: E402
 
 # Each suite is a module of this package with `run(short: bool) -> list[Figure]`;
 # imported only when asked for (the engine suite imports torch, the pages suite Playwright).
-SUITES = ("engine", "service", "pages", "faces")
+SUITES = ("engine", "service", "pages", "faces", "watermark", "training")
 
 
 def suite_names(value: str) -> list[str]:

@@ -81,7 +81,9 @@ def test_verify_image_reports_metadata_and_the_watermarked_output(stored_output,
     assert str(output.id) in report
 
     plain = io.StringIO()
-    call_command("verify_image", str(FIXTURES / "portrait.jpg"), stdout=plain)
+    with pytest.raises(SystemExit) as exit_status:  # 1: not found (see the command's docstring)
+        call_command("verify_image", str(FIXTURES / "portrait.jpg"), stdout=plain)
+    assert exit_status.value.code == 1
     assert "watermark: not found" in plain.getvalue()
     assert "digital source type: none" in plain.getvalue()
 

@@ -41,7 +41,14 @@ from django.conf import settings  # noqa: E402
 from django.db import DatabaseError, connections  # noqa: E402
 
 import worker.tasks  # noqa: E402,F401  (registers the tasks)
-from avatarapp.celery import GENERATION_QUEUE, RENDER_PREVIEWS_TASK, app, generation_queue  # noqa: E402
+from avatarapp.celery import (  # noqa: E402
+    GENERATION_QUEUE,
+    RENDER_PREVIEWS_TASK,
+    TRAIN_QUEUE,
+    app,
+    generation_queue,
+    train_queue,
+)
 from avatarapp.ops.models import WorkerStatus  # noqa: E402
 from worker import readiness, safety  # noqa: E402
 from worker.engine import check_base_model, detect_family, get_engine  # noqa: E402
@@ -96,6 +103,10 @@ def check_model_before_start(sender: WorkController, **kwargs: object) -> None:
     startup.family = family
     queues.select_add(generation_queue(family))
     queues.deselect([GENERATION_QUEUE])
+    if TRAIN_QUEUE in consumed:
+        # Training chunks likewise: only those made for this worker's model family.
+        queues.select_add(train_queue(family))
+        queues.deselect([TRAIN_QUEUE])
     log.info("this worker runs %s models: it takes jobs from the %s queue", family, generation_queue(family))
 
     def on_pool_process_not_warm(signum: int, frame: object) -> None:

@@ -1,8 +1,9 @@
 """Write a generated image and its thumbnail to storage under the owner's prefix.
 
 Every picture leaves here labelled as AI-made three ways: a visible label in
-the owner's language beside English, XMP/EXIF metadata, and an invisible
-watermark carrying the output's short id (see worker/provenance/).
+the owner's language beside English, XMP/EXIF metadata and a C2PA manifest, and
+an invisible two-layer watermark carrying the output's short id (see
+worker/provenance/). So do its thumbnail and its share card, made here too.
 
 Before that, the content safety check (worker/safety.py) looks at it: an unsafe
 picture is stored blurred, and its row flagged so it can never be shared.
@@ -27,8 +28,10 @@ from avatarapp.lib.storage import delete_prefix
 from avatarapp.provenance import metadata
 from avatarapp.provenance.watermark import short_id_of
 from worker.provenance import c2pa_sign
+from worker.provenance.card import card_bytes, save_card
 from worker.provenance.label import draw_label, label_spec
 from worker.provenance.watermark_embed import embed as embed_watermark
+from worker.provenance.watermark_embed import embed_dct
 from worker.safety import blur, get_safety_check
 
 log = logging.getLogger(__name__)
@@ -85,8 +88,14 @@ def store_output(job: Job, index: int, image: Image.Image, *, likeness: float | 
         data = c2pa_sign.sign(data, "image/webp", provenance)
     thumbnail = marked.copy()
     thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
+    # Shrinking and WebP at quality 80 leave the DCT layer near its reading threshold for some ids:
+    # written again at the thumbnail's own size, it reads as surely as the output's.
+    thumbnail = embed_dct(thumbnail, short_id_of(output_id))
     default_storage.save(key, ContentFile(data))
     default_storage.save(thumb_key, ContentFile(encode_webp(thumbnail, 80, provenance)))
+    if not flag_reason:
+        # The share card is a picture that travels too: made now, marked and signed like the output.
+        save_card(job.user_id, output_id, card_bytes(marked, output_id, provenance))
     output, _ = Output.objects.update_or_create(
         id=output_id,
         defaults={

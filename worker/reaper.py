@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from avatarapp.actions.jobs import enqueue, messages_waiting
 from avatarapp.jobs.models import Job
+from avatarapp.training.recovery import recover_training_runs
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def reap_stale_jobs() -> dict:
     requeued, failed = requeue_lost_workers(now)
     resent = resend_lost_messages(now)
     resent += resend_old_messages(now)
-    return {"requeued": requeued, "failed": failed, "resent": resent}
+    # Training chunks whose worker died, or whose message was lost: the same rules (avatarapp/training/recovery.py).
+    return {"requeued": requeued, "failed": failed, "resent": resent, **recover_training_runs(now)}
 
 
 def requeue_lost_workers(now: datetime) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from avatarapp.actions import retention
 from avatarapp.celery import app
 from worker.engine import get_engine
 from worker.previews import render_missing_previews
+from worker.provenance.card import make_card
 from worker.reaper import reap_stale_jobs as reap
 from worker.run_job import run_job
 
@@ -32,3 +33,17 @@ def sweep_retention() -> dict:
 def render_pack_previews() -> list[str]:
     """Render the previews this worker's model family still lacks (sent by each worker once it is warm)."""
     return render_missing_previews(get_engine())
+
+
+@app.task(name="worker.tasks.train_chunk", ignore_result=True)
+def train_chunk(run_id: str, step: int) -> str:
+    """One chunk of a style pack's training run, from `step` (worker/training/chunks.py); queues the next."""
+    from worker.training.chunks import run_chunk  # here, so this task stays one self-contained block
+
+    return run_chunk(run_id, step)
+
+
+@app.task(name="worker.tasks.make_share_card", ignore_result=True)
+def make_share_card(output_id: str) -> bool:
+    """The share card of an output whose card is missing: marked and C2PA-signed (see worker/provenance/card.py)."""
+    return make_card(output_id)

@@ -59,10 +59,10 @@ def sweep_expired_shares(now: datetime) -> tuple[int, int]:
 def owned_keys() -> set[str]:
     """Every storage key some row still stands behind."""
     keys = set(Photo.objects.values_list("storage_key", flat=True))
-    for key, thumbnail in Output.objects.values_list("storage_key", "thumbnail_key"):
-        keys.update((key, thumbnail))
-    for user_id, output_id in Share.objects.values_list("output__user_id", "output_id").distinct():
-        keys.add(card_key(user_id, output_id))
+    # Every output's share card too: the worker makes it with the picture, shared or not yet.
+    for key, thumbnail, user_id, output_id in Output.objects.values_list("storage_key", "thumbnail_key",
+                                                                         "user_id", "id"):
+        keys.update((key, thumbnail, card_key(user_id, output_id)))
     return keys
 
 

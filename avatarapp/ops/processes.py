@@ -43,7 +43,9 @@ def worker_command(concurrency: int = 1, hostname: str = "gpu@%h", beat: bool = 
     takes_maintenance = beat if maintenance is None else maintenance
     command = [
         sys.executable, "-m", "celery", "-A", "worker.app", "worker",
-        "--queues", "gpu,maintenance" if takes_maintenance else "gpu",
+        # `train`: style pack training chunks, taken between generation jobs (worker/app.py makes
+        # both queues those of the worker's model family).
+        "--queues", "gpu,train,maintenance" if takes_maintenance else "gpu,train",
         "--concurrency", str(concurrency), "--hostname", hostname, "--loglevel", loglevel or settings.LOG_LEVEL,
         "--without-gossip", "--without-mingle",
     ]

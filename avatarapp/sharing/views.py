@@ -21,7 +21,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
 from avatarapp.lib.ratelimit import allow, client_ip
-from avatarapp.sharing.cards import CARD_SIZE, get_or_render_card
+from avatarapp.sharing.cards import CARD_SIZE, request_card, stored_card
 from avatarapp.sharing.models import Report, Share
 
 # Shown to the person reporting, in their language (the stored value stays English).
@@ -81,11 +81,13 @@ def report_share(request: HttpRequest, token: str) -> HttpResponse:
 @cache_control(public=True, no_cache=True)
 def share_card(request: HttpRequest, token: str) -> HttpResponse:
     share = live_share(token)
-    try:
-        data = get_or_render_card(share.output)
-    except (FileNotFoundError, OSError):
-        raise Http404 from None
-    return HttpResponse(data, content_type="image/jpeg")
+    data = stored_card(share.output)
+    if data is not None:
+        return HttpResponse(data, content_type="image/jpeg")
+    # The worker marks and signs cards (see sharing/cards.py); until it has made this one, the
+    # picture itself stands in: it carries the same mark and manifest.
+    request_card(share.output)
+    return share_image(request, token)
 
 
 @cache_control(public=True, no_cache=True)
