@@ -22,7 +22,6 @@ import math
 import os
 import socket
 import time
-from pathlib import Path
 from uuid import UUID
 
 import torch
@@ -42,6 +41,7 @@ from avatarapp.packs.models import StylePack
 from avatarapp.photos.models import Photo
 from worker.engine import Engine, EngineError, GenerationRequest, capped, get_engine
 from worker.faces import FaceReading, get_analyser
+from worker.holds import hold_at
 from worker.outputs import remove_outputs, store_output
 from worker.packs import ensure_pack_loaded
 from worker.ranking import Candidate, measure, rank
@@ -307,23 +307,9 @@ def denoise_with_retry(engine: Engine, jobs: list[Job], photos: dict[UUID, Image
 
 
 def hold_before_storing() -> None:
-    """Test hook: wait while `<AVATAR_HOLD_FILE>.store` exists, after the last look at the rows and
-    before storing (the narrowest window an erasure or a cancel can fall into).
-
-    `<AVATAR_HOLD_FILE>.store.waiting` exists while the worker waits there, so the test knows
-    when to act instead of guessing.
-    """
-    if not settings.AVATAR_HOLD_FILE:
-        return
-    hold = Path(f"{settings.AVATAR_HOLD_FILE}.store")
-    waiting = Path(f"{hold}.waiting")
-    if hold.exists():
-        waiting.touch()
-        try:
-            while hold.exists():
-                time.sleep(0.02)
-        finally:
-            waiting.unlink(missing_ok=True)
+    """Test hook (worker/holds.py): after the last look at the rows and before storing, the
+    narrowest window an erasure or a cancel can fall into."""
+    hold_at("store")
 
 
 def read_selfie_face(photo: Image.Image, job: Job) -> FaceReading | None:

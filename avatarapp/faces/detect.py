@@ -51,14 +51,13 @@ def warm_up() -> None:
 
 
 @dataclass(frozen=True)
-class FaceBox:
-    """A face's box in the photo's pixels (right and bottom exclusive) and the detector's score."""
+class Box:
+    """A box in a picture's pixels (right and bottom exclusive)."""
 
     left: int
     top: int
     right: int
     bottom: int
-    score: float = 0.0
 
     @property
     def width(self) -> int:
@@ -67,6 +66,16 @@ class FaceBox:
     @property
     def height(self) -> int:
         return self.bottom - self.top
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.right, self.bottom)
+
+
+@dataclass(frozen=True)
+class FaceBox(Box):
+    """A face's box in the photo's pixels and the detector's score."""
+
+    score: float = 0.0
 
     @property
     def side(self) -> int:

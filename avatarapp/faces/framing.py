@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from avatarapp.faces.detect import FaceBox
+from avatarapp.faces.detect import Box, FaceBox
 
 # The face box's width as a share of the crop's width: about a third leaves room for
 # the hair and the shoulders on either side.
@@ -20,24 +20,8 @@ FACE_CENTRE_FROM_TOP = 0.42
 
 
 @dataclass(frozen=True)
-class Crop:
+class Crop(Box):
     """A crop box in the photo's pixels (right and bottom exclusive)."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    @property
-    def width(self) -> int:
-        return self.right - self.left
-
-    @property
-    def height(self) -> int:
-        return self.bottom - self.top
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return (self.left, self.top, self.right, self.bottom)
 
     def contains(self, face: FaceBox) -> bool:
         return (self.left <= face.left and self.top <= face.top

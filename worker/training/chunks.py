@@ -33,6 +33,7 @@ from avatarapp.training.actions import send_chunk
 from avatarapp.training.models import TrainingRun
 from worker.engine import Engine, get_engine
 from worker.errors import EngineError
+from worker.holds import hold_at
 from worker.training import core
 from worker.training.pack import write_and_install
 
@@ -185,16 +186,5 @@ def hold_after_step(run_id: UUID) -> None:
 
 
 def hold_before_chunk() -> None:
-    """Test hook: wait while `<AVATAR_HOLD_FILE>.chunk` exists, before a chunk claims its run (so
-    between two chunks); `<AVATAR_HOLD_FILE>.chunk.waiting` exists while it waits."""
-    if not settings.AVATAR_HOLD_FILE:
-        return
-    hold = Path(f"{settings.AVATAR_HOLD_FILE}.chunk")
-    waiting = Path(f"{hold}.waiting")
-    if hold.exists():
-        waiting.touch()
-        try:
-            while hold.exists():
-                time.sleep(HOLD_POLL)
-        finally:
-            waiting.unlink(missing_ok=True)
+    """Test hook (worker/holds.py): before a chunk claims its run, so between two chunks."""
+    hold_at("chunk")
