@@ -14,8 +14,7 @@ from typing import Any
 from django.urls import reverse
 
 from avatarapp.accounts.models import User
-from avatarapp.faces.detect import FaceBox
-from avatarapp.faces.framing import Crop
+from avatarapp.faces.detect import Box
 from avatarapp.jobs.errors import job_error_message
 from avatarapp.jobs.models import Job, Output, queue_position
 from avatarapp.packs.models import StylePack
@@ -36,7 +35,7 @@ def photo_json(photo: Photo) -> dict[str, Any]:
     }
 
 
-def box_json(box: FaceBox | Crop) -> dict[str, int]:
+def box_json(box: Box) -> dict[str, int]:
     return {"x": box.left, "y": box.top, "width": box.width, "height": box.height}
 
 
