@@ -55,10 +55,12 @@ PRIVACY_SOURCES = (
     "avatarapp/templates/front/account.html", "avatarapp/templates/front/account_delete.html",
     "avatarapp/templates/front/error.html", "avatarapp/front/account_views.py",
     "avatarapp/accounts/consent.py", "avatarapp/actions/accounts.py",
+    # The likeness model's consent and the page that gives, shows and withdraws it.
+    "avatarapp/templates/front/likeness.html", "avatarapp/front/likeness_views.py", "avatarapp/actions/likeness.py",
 )
 
 # Paths whose pages and messages are translated into every scheduled language.
-PRIVACY_PATHS = ("/consent", "/account", "/api/v1/consent", "/api/v1/me")
+PRIVACY_PATHS = ("/consent", "/account", "/likeness", "/api/v1/consent", "/api/v1/me", "/api/v1/likeness")
 
 ENGLISH_NAMES = {
     "gu": "Gujarati", "or": "Odia", "as": "Assamese", "brx": "Bodo", "doi": "Dogri", "ks": "Kashmiri",

@@ -464,6 +464,28 @@ AVATAR_HOLD_FILE = envstr("AVATAR_HOLD_FILE")
 # Style pack training (avatarapp/training): each run's pictures, encodings and checkpoints, on a
 # disk the web side (which copies the pictures in) and the workers (which train) both reach.
 AVATAR_TRAINING_DIR = Path(envstr("AVATAR_TRAINING_DIR", str(VAR_DIR / "training")))
+# Likeness models (avatarapp/actions/likeness.py, worker/training/likeness.py): a LoRA of one
+# person's face, trained on their own selfies after a consent of its own (versioned like the
+# photo consent: raise the version when the text or the use changes).
+AVATAR_LIKENESS_CONSENT_VERSION = envint("AVATAR_LIKENESS_CONSENT_VERSION", 1, min=1, max=1_000_000)
+AVATAR_LIKENESS_MIN_PHOTOS = envint("AVATAR_LIKENESS_MIN_PHOTOS", 6, min=1, max=100)
+AVATAR_LIKENESS_MAX_PHOTOS = envint("AVATAR_LIKENESS_MAX_PHOTOS", 20, min=AVATAR_LIKENESS_MIN_PHOTOS, max=200)
+# DreamBooth's settings for a LoRA of a face (diffusers' train_dreambooth_lora.py examples: 400-1000
+# steps at 1e-4, rank 4-32, a prior-preservation weight of 1.0, some 100 class pictures); on a GPU
+# these take ~10-20 minutes for SD1.5. The resolution 0 means the family's own (512 for SD1.5).
+AVATAR_LIKENESS_STEPS = envint("AVATAR_LIKENESS_STEPS", 800, min=1, max=100_000)
+AVATAR_LIKENESS_RANK = envint("AVATAR_LIKENESS_RANK", 16, min=1, max=256)
+AVATAR_LIKENESS_LEARNING_RATE = envfloat("AVATAR_LIKENESS_LEARNING_RATE", 1e-4, min=1e-7, max=1.0)
+AVATAR_LIKENESS_RESOLUTION = envint("AVATAR_LIKENESS_RESOLUTION", 0, min=0, max=2048)
+AVATAR_LIKENESS_CHUNK_STEPS = envint("AVATAR_LIKENESS_CHUNK_STEPS", 50, min=1, max=100_000)
+AVATAR_LIKENESS_CLASS_PICTURES = envint("AVATAR_LIKENESS_CLASS_PICTURES", 100, min=1, max=1000)
+AVATAR_LIKENESS_PRIOR_WEIGHT = envfloat("AVATAR_LIKENESS_PRIOR_WEIGHT", 1.0, min=0.0, max=10.0)
+# How strongly a job's likeness model acts beside its style pack (the adapters' weights).
+AVATAR_LIKENESS_WEIGHT = envfloat("AVATAR_LIKENESS_WEIGHT", 1.0, min=0.05, max=2.0)
+# Pictures made with and without the model for its likeness report.
+AVATAR_LIKENESS_REPORT_PICTURES = envint("AVATAR_LIKENESS_REPORT_PICTURES", 4, min=0, max=64)
+# Likeness models a worker keeps loaded beside the packs (the least recently used one goes first).
+AVATAR_LIKENESS_RESIDENT = envint("AVATAR_LIKENESS_RESIDENT", 4, min=1, max=1000)
 
 LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", LOG_LEVELS)
 LOGGING = {

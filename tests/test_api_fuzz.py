@@ -96,7 +96,10 @@ BUSINESS_REFUSALS = {
     "POST /api/v1/me/consent": {"consent_outdated": {"version"}, "adult_required": {"adult"}},
     "POST /api/v1/photos": {"invalid_image": set(), "unsupported_type": set(), "too_large": set(),
                             "no_face": set(), "face_too_small": set()},
-    "POST /api/v1/jobs": {"unknown_pack": {"pack"}, "pack_unavailable": {"pack"}},
+    "POST /api/v1/jobs": {"unknown_pack": {"pack"}, "pack_unavailable": {"pack"}, "invalid_fields": {"likeness"}},
+    "POST /api/v1/me/likeness-consent": {"consent_outdated": {"version"}},
+    "POST /api/v1/likeness": {"too_few_photos": {"photos"}, "too_many_photos": {"photos"},
+                              "not_one_face": {"photos"}},
     "POST /api/v1/outputs/{output_id}/shares": {"output_flagged": set()},
 }
 

@@ -49,6 +49,7 @@ class StandInEngine:
     size, runs out of memory above `fits` pictures, and runs two steps through `on_step`."""
 
     family = "demo"
+    loaded_likeness: list[str] = []  # no likeness models here
 
     def __init__(self, fits: int = 4, during_first_step=None):
         self.lock = threading.Lock()
@@ -57,7 +58,7 @@ class StandInEngine:
         self.batches: list[int] = []
         self.steps_run: list[int] = []
 
-    def switch_pack(self, slug: str | None, fast: bool = False) -> None:
+    def switch_pack(self, slug: str | None, fast: bool = False, likeness=None) -> None:
         pass
 
     def generate(self, request, on_step=None) -> list[Image.Image]:

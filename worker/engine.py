@@ -32,7 +32,7 @@ from avatarapp.modelstore.identity import ENCODER_DIR, identity_adapter_problem,
 from avatarapp.modelstore.store import read_record
 from avatarapp.packs.manifest import MODEL_SCHEDULER, SCHEDULERS, LoraFile
 from worker.errors import EngineError
-from worker.lora_modes import LoraMode, make_lora_mode, resolve_lora_mode
+from worker.lora_modes import Likeness, LoraMode, make_lora_mode, resolve_lora_mode
 
 log = logging.getLogger(__name__)
 IDENTITY_SETTING = identity_store.SETTING
@@ -251,7 +251,9 @@ class Engine:
         self.lora: LoraMode | None = None
         self.schedulers: dict[str, Any] = {}
         self.loaded_packs: dict[str, str] = {}  # slug -> version loaded
-        self.active_pack: tuple[str, bool] | str | None = UNKNOWN  # (slug, fast), or None for no pack
+        self.loaded_likeness: list[str] = []  # likeness models loaded, the least recently used first
+        # (slug, fast, likeness), or None for no pack and no likeness model
+        self.active_pack: tuple[str | None, bool, Likeness | None] | str | None = UNKNOWN
         self.lock = threading.Lock()
 
     def load(self) -> None:
@@ -322,6 +324,7 @@ class Engine:
         self.schedulers = {MODEL_SCHEDULER: pipe.scheduler}
         self.lora = make_lora_mode(self.lora_mode, pipe, self.max_lora_rank, self.compile_unet)
         self.loaded_packs = {}
+        self.loaded_likeness = []
         self.active_pack = UNKNOWN
 
     def load_pack(self, slug: str, version: str, folder: Path, loras: Sequence[LoraFile],
@@ -338,17 +341,41 @@ class Engine:
         self.lora.load_pack(slug, folder, loras, fast_lora)
         self.loaded_packs[slug] = version
 
-    def switch_pack(self, slug: str | None, fast: bool = False) -> None:
-        """Activate a resident pack (with its speed LoRA when `fast`), or none, reloading nothing."""
+    def load_likeness(self, key: str, state: dict[str, torch.Tensor], keep: int = 4) -> None:
+        """Hold a likeness model's LoRA beside the packs (nothing to do when it is already held); past
+        `keep` of them, the least recently used goes."""
+        if self.lora is None:
+            raise EngineError("the engine is not loaded")
+        if key in self.loaded_likeness:
+            self.loaded_likeness.remove(key)
+            self.loaded_likeness.append(key)
+            return
+        self.active_pack = UNKNOWN
+        while len(self.loaded_likeness) >= keep:
+            self.lora.unload_likeness(self.loaded_likeness.pop(0))
+        self.lora.load_likeness(key, state)
+        self.loaded_likeness.append(key)
+
+    def unload_likeness(self, key: str) -> None:
+        if self.lora is not None and key in self.loaded_likeness:
+            self.active_pack = UNKNOWN
+            self.loaded_likeness.remove(key)
+            self.lora.unload_likeness(key)
+
+    def switch_pack(self, slug: str | None, fast: bool = False, likeness: Likeness | None = None) -> None:
+        """Activate a resident pack (with its speed LoRA when `fast`, and a resident likeness model at its
+        weight), or none, reloading nothing."""
         if slug is not None and slug not in self.loaded_packs:
             raise EngineError(f"pack {slug} is not loaded")
-        wanted = (slug, fast) if slug is not None else None
+        if likeness is not None and likeness[0] not in self.loaded_likeness:
+            raise EngineError(f"likeness model {likeness[0]} is not loaded")
+        wanted = (slug, fast, likeness) if slug is not None or likeness is not None else None
         if wanted == self.active_pack:
             return
         if self.lora is None:
             raise EngineError("the engine is not loaded")
         self.active_pack = UNKNOWN  # until the switch has completed
-        self.lora.activate(slug, fast)
+        self.lora.activate(slug, fast, likeness)
         self.active_pack = wanted
 
     def use_scheduler(self, name: str) -> None:

@@ -12,6 +12,10 @@ The engine picks one by name with ``make_lora_mode``:
 - ``hotswap``: for a torch.compile'd UNet, where changing which adapter a layer applies
   would recompile it. One adapter slot of fixed rank; a switch copies the pack's weights
   into the slot in place (diffusers' LoRA hotswap), which the compiled graph does not notice.
+
+A person's likeness model (a LoRA of their face, worker/likeness.py) is a second adapter applied
+beside the pack's with its own weight: ``load_likeness`` reads it, ``activate`` takes it along.
+``active`` and ``fused`` apply both; ``hotswap``'s one slot cannot, and says so.
 """
 
 from __future__ import annotations
@@ -29,12 +33,26 @@ from worker.errors import EngineError
 LORA_MODE_NAMES = ("active", "fused", "hotswap")
 
 
+# A likeness model to apply: (its key, its weight).
+Likeness = tuple[str, float]
+LIKENESS_IN_COMPILE_MODE = ("compile mode (AVATAR_COMPILE, LoRA mode hotswap) holds one LoRA at a time, so a "
+                            "likeness model cannot be applied beside a style pack; turn AVATAR_COMPILE off on "
+                            "workers that run likeness jobs")
+
+
 class LoraMode(Protocol):
     def load_pack(self, slug: str, folder: Path, loras: Sequence[LoraFile], fast_lora: LoraFile | None) -> None:
         """Read the pack's LoRA files (and its optional speed LoRA) once, replacing an older version."""
 
-    def activate(self, slug: str | None, fast: bool) -> None:
-        """Make the pack (with its speed LoRA when `fast`), or no pack, what the next run applies."""
+    def load_likeness(self, key: str, state: dict[str, torch.Tensor]) -> None:
+        """Hold a likeness model's LoRA (diffusers format) as an adapter of its own."""
+
+    def unload_likeness(self, key: str) -> None:
+        """Forget a likeness model's adapter."""
+
+    def activate(self, slug: str | None, fast: bool, likeness: Likeness | None = None) -> None:
+        """Make the pack (with its speed LoRA when `fast`, and the likeness model at its weight), or no
+        pack, what the next run applies."""
 
 
 def set_adapter_state(layer: LoraLayer, active: Sequence[str], *, forget_merged: bool = False) -> None:
@@ -81,6 +99,7 @@ class ActiveAdapters:
         self.layers: list[tuple[str, LoraLayer]] = []
         self.pack_adapters: dict[str, list[str]] = {}  # slug -> one adapter per LoRA file
         self.fast_adapter: dict[str, str] = {}  # slug -> its speed LoRA's adapter, for packs that have one
+        self.likeness_adapters: dict[str, str] = {}  # likeness key -> its adapter
 
     def adapter_names(self, slug: str | None, fast: bool) -> list[str]:
         if slug is None:
@@ -111,10 +130,40 @@ class ActiveAdapters:
         if fast_lora is not None:
             self.fast_adapter[slug] = f"{slug}__fast"
 
-    def activate(self, slug: str | None, fast: bool) -> None:
+    def load_likeness(self, key: str, state: dict[str, torch.Tensor]) -> None:
+        self.unload_likeness(key)
+        name = f"likeness__{key}"
+        try:
+            # A copy: diffusers' loader may pop the keys it has read.
+            self.pipe.load_lora_weights(dict(state), adapter_name=name)
+        except Exception as e:
+            raise EngineError(f"likeness model {key}: could not load its LoRA: {e}") from e
+        self.layers = lora_layers(self.pipe)
+        self.likeness_adapters[key] = name
+
+    def unload_likeness(self, key: str) -> None:
+        name = self.likeness_adapters.pop(key, None)
+        if name is not None:
+            self.pipe.delete_adapters([name])
+            self.layers = lora_layers(self.pipe)
+
+    def layer_adapters(self, layer: LoraLayer, names: list[str], likeness: Likeness | None) -> list[str]:
+        """The adapters `layer` applies: the pack's it has, and the likeness model's at its weight."""
+        present = [name for name in names if name in layer.lora_A]
+        if likeness is not None:
+            key, weight = likeness
+            name = self.likeness_adapters.get(key)
+            if name is None:
+                raise EngineError(f"likeness model {key} is not loaded")
+            if name in layer.lora_A:
+                layer.set_scale(name, weight)
+                present.append(name)
+        return present
+
+    def activate(self, slug: str | None, fast: bool, likeness: Likeness | None = None) -> None:
         names = self.adapter_names(slug, fast)
         for _, layer in self.layers:
-            set_adapter_state(layer, [name for name in names if name in layer.lora_A])
+            set_adapter_state(layer, self.layer_adapters(layer, names, likeness))
 
 
 class FusedAdapters(ActiveAdapters):
@@ -130,11 +179,19 @@ class FusedAdapters(ActiveAdapters):
         self.restore_base_weights()
         super().load_pack(slug, folder, loras, fast_lora)
 
-    def activate(self, slug: str | None, fast: bool) -> None:
+    def load_likeness(self, key: str, state: dict[str, torch.Tensor]) -> None:
+        self.restore_base_weights()
+        super().load_likeness(key, state)
+
+    def unload_likeness(self, key: str) -> None:
+        self.restore_base_weights()
+        super().unload_likeness(key)
+
+    def activate(self, slug: str | None, fast: bool, likeness: Likeness | None = None) -> None:
         self.restore_base_weights()
         names = self.adapter_names(slug, fast)
         for key, layer in self.layers:
-            present = [name for name in names if name in layer.lora_A]
+            present = self.layer_adapters(layer, names, likeness)
             set_adapter_state(layer, present)
             if present:
                 self.pristine.setdefault(key, base_weight(layer).detach().clone())
@@ -196,7 +253,15 @@ class HotswapSlot:
         # The pack's weight is folded into lora_B, so the slot's scale never changes.
         self.states[slug] = {k: (v * lora.weight if _is_lora_up(k) else v) for k, v in state.items()}
 
-    def activate(self, slug: str | None, fast: bool) -> None:
+    def load_likeness(self, key: str, state: dict[str, torch.Tensor]) -> None:
+        raise EngineError(LIKENESS_IN_COMPILE_MODE)
+
+    def unload_likeness(self, key: str) -> None:
+        pass  # never loaded
+
+    def activate(self, slug: str | None, fast: bool, likeness: Likeness | None = None) -> None:
+        if likeness is not None:
+            raise EngineError(LIKENESS_IN_COMPILE_MODE)
         if fast and slug in self.packs_with_speed_lora:
             raise EngineError(f"pack {slug}: its quick preview needs a speed LoRA on top of the pack's own, and "
                               "compile mode (hotswap) holds one LoRA at a time; turn AVATAR_COMPILE off for previews")

@@ -39,9 +39,12 @@ from avatarapp.faces.framing import centre_crop, face_crop
 from avatarapp.jobs.models import Job, fair_queue
 from avatarapp.packs.models import StylePack
 from avatarapp.photos.models import Photo
+from avatarapp.training.models import TrainingRun
 from worker.engine import Engine, EngineError, GenerationRequest, capped, get_engine
 from worker.faces import FaceReading, get_analyser
 from worker.holds import hold_at
+from worker.likeness import ensure_likeness_loaded, forget_deleted, job_likeness
+from worker.lora_modes import Likeness
 from worker.outputs import remove_outputs, store_output
 from worker.packs import ensure_pack_loaded
 from worker.ranking import Candidate, measure, rank
@@ -96,6 +99,11 @@ def claim_batch(job_id: str, family: str, max_pictures: int | None = None) -> li
             if pack_id == first_pack and preview == first_preview and pictures + count <= max_pictures:
                 wanted.append(job)
                 pictures += count
+        if wanted:
+            # A likeness model is one person's: only their jobs with that same model share a batch.
+            likeness = Job.objects.filter(id=first_id).values_list("likeness_id", flat=True).first()
+            same = set(Job.objects.filter(id__in=wanted, likeness_id=likeness).values_list("id", flat=True))
+            wanted = [job for job in wanted if job in same]
         if wanted:
             locked = lock_queued(wanted, family)
             ids += [job for job in wanted if job in locked]
@@ -221,8 +229,16 @@ def frame(image: Image.Image, photo: Photo | None, aspect: float) -> Image.Image
     return image.crop(crop.as_tuple())
 
 
+def subject_for(likeness: TrainingRun | None) -> str:
+    """What the pack's {subject} says: with a likeness model, its rare token names the person."""
+    if likeness is None:
+        return SUBJECT
+    token, noun = likeness.settings.get("instance_token", "ohwx"), likeness.settings.get("class_noun", "person")
+    return f"portrait of {token} {noun}"
+
+
 def pack_request(pack: StylePack, images: list[Image.Image], seeds: list[int],
-                 preview: bool = False) -> GenerationRequest:
+                 preview: bool = False, subject: str = SUBJECT) -> GenerationRequest:
     """The pack's recommended settings (or its few-step [fast] ones for a preview) within the
     operator's caps, for these photos and seeds. Jobs and the pack's own preview (worker/previews.py)
     are both made with it."""
@@ -238,7 +254,7 @@ def pack_request(pack: StylePack, images: list[Image.Image], seeds: list[int],
     steps, width, height = capped(steps, spec.width, spec.height, settings.AVATAR_MAX_STEPS, settings.AVATAR_MAX_SIDE)
     return GenerationRequest(
         images=images,
-        prompt=spec.prompt.replace("{subject}", SUBJECT),
+        prompt=spec.prompt.replace("{subject}", subject),
         negative_prompt=spec.negative_prompt,
         seeds=seeds,
         steps=steps,
@@ -255,18 +271,22 @@ def pack_request(pack: StylePack, images: list[Image.Image], seeds: list[int],
 
 def build_request(pack: StylePack, preview: bool, items: list[tuple[Job, int]],
                   photos: dict[UUID, Image.Image],
-                  faces: dict[UUID, Image.Image] | None = None) -> GenerationRequest:
+                  faces: dict[UUID, Image.Image] | None = None, subject: str = SUBJECT) -> GenerationRequest:
     """One chunk of a batch: each (job, seed) item's framed photo and seed, and its face for the
     identity adapter (the framed photo itself when no face was found)."""
-    request = pack_request(pack, [photos[job.id] for job, _ in items], [seed for _, seed in items], preview)
+    request = pack_request(pack, [photos[job.id] for job, _ in items], [seed for _, seed in items], preview,
+                           subject)
     if faces:
         request.identity_images = [faces.get(job.id, photos[job.id]) for job, _ in items]
     return request
 
 
 def denoise(engine: Engine, jobs: list[Job], photos: dict[UUID, Image.Image], batch_size: int,
-            faces: dict[UUID, Image.Image] | None = None) -> dict[UUID, list[Image.Image]]:
-    """Every picture of the jobs (one pack, all previews or none), `batch_size` pictures at a time."""
+            faces: dict[UUID, Image.Image] | None = None,
+            likeness: tuple[TrainingRun, Likeness] | None = None) -> dict[UUID, list[Image.Image]]:
+    """Every picture of the jobs (one pack, all previews or none, one likeness model or none),
+    `batch_size` pictures at a time."""
+    subject = subject_for(likeness[0] if likeness else None)
     pack, preview = jobs[0].pack, jobs[0].preview
     items = [(job, seed) for job in jobs for seed in seeds_for(job)]
     chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
@@ -275,9 +295,9 @@ def denoise(engine: Engine, jobs: list[Job], photos: dict[UUID, Image.Image], ba
         chunk_jobs = list({job.id: job for job, _ in chunk}.values())
         if not running_ids(chunk_jobs):
             continue  # all of this chunk's jobs were cancelled
-        request = build_request(pack, preview, chunk, photos, faces)
+        request = build_request(pack, preview, chunk, photos, faces, subject)
         with engine.lock:
-            engine.switch_pack(pack.slug, fast=preview)
+            engine.switch_pack(pack.slug, fast=preview, likeness=likeness[1] if likeness else None)
             pictures = engine.generate(request, on_step=ProgressWriter(chunk_jobs, n, len(chunks)))
         for (job, _), picture in zip(chunk, pictures, strict=True):
             images[job.id].append(picture)
@@ -289,12 +309,13 @@ def is_out_of_memory(error: Exception) -> bool:
 
 
 def denoise_with_retry(engine: Engine, jobs: list[Job], photos: dict[UUID, Image.Image],
-                       faces: dict[UUID, Image.Image] | None = None) -> dict[UUID, list[Image.Image]]:
+                       faces: dict[UUID, Image.Image] | None = None,
+                       likeness: tuple[TrainingRun, Likeness] | None = None) -> dict[UUID, list[Image.Image]]:
     """denoise() at AVATAR_MAX_BATCH pictures a batch, halved after each out-of-memory error down to one."""
     batch_size = settings.AVATAR_MAX_BATCH
     while True:
         try:
-            return denoise(engine, jobs, photos, batch_size, faces)
+            return denoise(engine, jobs, photos, batch_size, faces, likeness)
         except Exception as e:
             if not is_out_of_memory(e) or batch_size == 1:
                 raise
@@ -390,8 +411,12 @@ def run_job(job_id: str) -> str:
     if not jobs:
         return "rerouted" if send_to_own_family(job_id, engine.family) else "skipped"
     try:
-        # 2. Load the pack on the warm engine (nothing to do when this version is resident).
+        # 2. Load the pack on the warm engine (nothing to do when this version is resident), and the
+        #    person's likeness model if the jobs use one (they all use the same: claim_batch).
         ensure_pack_loaded(engine, jobs[0].pack)
+        forget_deleted(engine)
+        run = job_likeness(jobs[0])
+        likeness = (run, ensure_likeness_loaded(engine, run, jobs[0].likeness_weight)) if run else None
         # 3. Read the photos, and frame each around its face; a job whose photo is gone has failed on its own.
         photos = load_photos(jobs)
         jobs = [job for job in jobs if job.id in photos]
@@ -401,7 +426,7 @@ def run_job(job_id: str) -> str:
         framed = {job.id: frame(photos[job.id], job.photo, aspect) for job in jobs}
         faces = {job.id: face for job in jobs if (face := face_of(photos[job.id], job.photo)) is not None}
         # 4. Denoise every picture with the pack active, writing progress; a cancel stops within a step.
-        images = denoise_with_retry(engine, jobs, framed, faces)
+        images = denoise_with_retry(engine, jobs, framed, faces, likeness)
         # 5. Keep each job's best pictures (likeness to the selfie, no lightened skin), best first.
         best = choose_best(jobs, photos, images)
         # 6. Store the pictures of the jobs still running and mark them succeeded.

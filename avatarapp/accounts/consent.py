@@ -29,3 +29,25 @@ def consent_version() -> int:
 
 def has_consented(user: User) -> bool:
     return user.consent_version is not None and user.consent_version >= consent_version()
+
+
+def likeness_consent_text() -> str:
+    # Says exactly what avatarapp/actions/likeness.py and worker/training/likeness.py do: change one,
+    # change the other (and AVATAR_LIKENESS_CONSENT_VERSION).
+    return _(
+        "I agree that Chhavi trains a likeness model of my face from the selfies I choose, on this "
+        "service's own servers. The model is mine: only my own pictures use it, and only when I ask. "
+        "The selfies are kept no longer than any photo (%(hours)d hours); the face crops and "
+        "training files are deleted as soon as training ends. I can delete the model at any time, "
+        "and it is deleted when I withdraw this consent or delete my account. I will train a model "
+        "only of my own face."
+    ) % {"hours": settings.AVATAR_PHOTO_TTL_HOURS}
+
+
+def likeness_consent_version() -> int:
+    return settings.AVATAR_LIKENESS_CONSENT_VERSION
+
+
+def has_likeness_consent(user: User) -> bool:
+    return (user.likeness_consent_version is not None
+            and user.likeness_consent_version >= likeness_consent_version())

@@ -41,6 +41,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     language = models.CharField(max_length=8, default="en")
     consent_version = models.PositiveIntegerField(null=True, blank=True)
     consent_at = models.DateTimeField(null=True, blank=True)
+    # The separate consent to train a model of the person's face (avatarapp/actions/likeness.py).
+    likeness_consent_version = models.PositiveIntegerField(null=True, blank=True)
+    likeness_consent_at = models.DateTimeField(null=True, blank=True)
     is_staff = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
@@ -111,8 +114,13 @@ class ConsentEvent(models.Model):
         GRANTED = "granted"
         WITHDRAWN = "withdrawn"
 
+    class Purpose(models.TextChoices):
+        PHOTOS = "photos"  # making pictures from uploaded photos
+        LIKENESS = "likeness"  # training a likeness model of the person's face
+
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="consent_events")
     kind = models.CharField(max_length=10, choices=Kind.choices)
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.PHOTOS)
     version = models.PositiveIntegerField(null=True, blank=True)
     at = models.DateTimeField(default=timezone.now)
 
@@ -120,4 +128,4 @@ class ConsentEvent(models.Model):
         ordering = ["at", "id"]
 
     def __str__(self) -> str:
-        return f"{self.kind} v{self.version} at {self.at:%Y-%m-%d %H:%M}"
+        return f"{self.purpose} {self.kind} v{self.version} at {self.at:%Y-%m-%d %H:%M}"

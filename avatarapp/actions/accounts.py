@@ -105,8 +105,13 @@ def build_export(user: User) -> IO[bytes]:
         "language": user.language,
         "consent_version": user.consent_version,
         "consent_at": user.consent_at.isoformat() if user.consent_at else None,
-        "consent_history": [{"kind": e.kind, "version": e.version, "at": e.at.isoformat()}
+        "consent_history": [{"purpose": e.purpose, "kind": e.kind, "version": e.version, "at": e.at.isoformat()}
                             for e in user.consent_events.all()],
+        "likeness_consent_version": user.likeness_consent_version,
+        # The models themselves are weights, not the person's data as they gave it: listed, not exported.
+        "likeness_models": [{"id": str(run.id), "status": run.status, "created_at": run.created_at.isoformat(),
+                             "consent_version": run.consent_version, "report": run.report}
+                            for run in user.likeness_runs.all()],
         "date_joined": user.date_joined.isoformat(),
         "photos": [],
         "jobs": [],

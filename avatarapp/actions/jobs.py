@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from avatarapp.accounts.models import User
 from avatarapp.actions.errors import ActionError, invalid_fields, not_found
+from avatarapp.actions.likeness import likeness_for_job
 from avatarapp.actions.photos import get_own_photo, require_consent
 from avatarapp.celery import GENERATE_TASK, app, generation_queue
 from avatarapp.jobs.models import Job
@@ -98,12 +99,16 @@ def messages_waiting(family: str) -> int | None:
 
 
 def do_create_job(user: User, photo_id: uuid.UUID | str, pack_slug: str, count: int = 1,
-                  seed: int | None = None, preview: bool = False) -> Job:
-    """Create a queued job and hand its id to the broker, or refuse and leave nothing behind."""
+                  seed: int | None = None, preview: bool = False, likeness: bool = False) -> Job:
+    """Create a queued job and hand its id to the broker, or refuse and leave nothing behind.
+
+    With `likeness`, the person's likeness model ("me") is applied beside the pack's LoRA.
+    """
     require_consent(user)
     pack = available_pack(pack_slug)
     if preview and pack.spec.fast is None:
         raise invalid_fields({"preview": _("This style has no quick preview.")})
+    likeness_run = likeness_for_job(user, pack.base_family) if likeness else None
     photo = get_own_photo(user, photo_id)
     with transaction.atomic():
         # Lock the user's row so two requests at once cannot both pass the quota.
@@ -124,6 +129,9 @@ def do_create_job(user: User, photo_id: uuid.UUID | str, pack_slug: str, count: 
             pack=pack,
             count=count,
             preview=preview,
+            with_likeness=likeness_run is not None,
+            likeness=likeness_run,
+            likeness_weight=settings.AVATAR_LIKENESS_WEIGHT,
             seed=seed if seed is not None else secrets.randbelow(2**32),
         )
     try:

@@ -22,6 +22,7 @@ from avatarapp.lib.storage import keys_under, remove_empty_folders
 from avatarapp.lib.storage_keys import USERS_ROOT, card_key
 from avatarapp.photos.models import Photo
 from avatarapp.sharing.models import Share
+from avatarapp.training.models import TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,11 @@ class SweepReport:
 def sweep_expired_photos(now: datetime) -> int:
     """Photos past their expiry, except those a queued or running job still needs (kept until it ends)."""
     in_use = Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).values("photo_id")
-    return delete_photos(Photo.objects.filter(expires_at__lte=now).exclude(id__in=in_use))
+    # Likewise the selfies a likeness model is being trained on (until its training ends).
+    training = [sample["photo"] for samples in TrainingRun.objects.filter(
+        kind=TrainingRun.Kind.LIKENESS, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+    ).values_list("samples", flat=True) for sample in samples if "photo" in sample]
+    return delete_photos(Photo.objects.filter(expires_at__lte=now).exclude(id__in=in_use).exclude(id__in=training))
 
 
 def sweep_expired_shares(now: datetime) -> tuple[int, int]:
@@ -63,6 +68,8 @@ def owned_keys() -> set[str]:
     for key, thumbnail, user_id, output_id in Output.objects.values_list("storage_key", "thumbnail_key",
                                                                          "user_id", "id"):
         keys.update((key, thumbnail, card_key(user_id, output_id)))
+    # Likeness models: the LoRA of each one trained.
+    keys.update(TrainingRun.objects.exclude(lora_key="").values_list("lora_key", flat=True))
     return keys
 
 

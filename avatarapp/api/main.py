@@ -11,7 +11,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from avatarapp.actions.errors import ActionError
-from avatarapp.api import views_account, views_media
+from avatarapp.api import views_account, views_likeness, views_media
 from avatarapp.api.auth import API_AUTH
 from avatarapp.api.errors import error_response, validation_fields
 from avatarapp.api.openapi import document_every_answer
@@ -41,6 +41,7 @@ api = ChhaviAPI(
 )
 api.add_router("", views_account.router)
 api.add_router("", views_media.router)
+api.add_router("", views_likeness.router)
 
 
 @api.exception_handler(ActionError)

@@ -72,6 +72,44 @@ class ConsentIn(Input):
     adult: StrictBool
 
 
+class LikenessConsentIn(Input):
+    version: Integer
+
+
+class LikenessIn(Input):
+    photos: list[Id] = Field(max_length=200)
+
+
+class LikenessReportOut(Schema):
+    """Likeness to the selfies (1 - dlib's face distance; 0.4 and up reads as the same person) of
+    pictures made from the same photo and seeds without and with the model; null where no face was found."""
+
+    pictures: int = 0
+    without_model: float | None = None
+    with_model: float | None = None
+    faces_found_without: int = 0
+    faces_found_with: int = 0
+    note: str = ""
+
+
+class LikenessOut(Schema):
+    id: UUID
+    status: str
+    progress: float
+    step: int
+    total_steps: int
+    family: str
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    report: LikenessReportOut | None
+
+
+class LikenessListOut(Schema):
+    consent_version: int | None
+    likeness_models: list[LikenessOut]
+
+
 class QuotaOut(Schema):
     used: int
     limit: int
@@ -126,6 +164,8 @@ class JobIn(Input):
     # Bounds before the validator, inside the union: elsewhere pydantic writes them as unknown keywords.
     seed: Annotated[int, Field(ge=0, le=2**32 - 1), BeforeValidator(json_integer)] | None = None
     preview: StrictBool = False
+    # With the person's likeness model ("me") beside the pack.
+    likeness: StrictBool = False
 
 
 class JobCreatedOut(Schema):

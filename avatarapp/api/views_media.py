@@ -91,7 +91,8 @@ def delete_photo(request: ApiRequest, photo_id: Id) -> tuple[int, None]:
                                 429: ErrorBody, 503: ErrorBody},
              openapi_extra=links_to_the_job)
 def create_job(request: ApiRequest, body: JobIn) -> tuple[int, dict[str, Any]]:
-    job = job_actions.do_create_job(request.auth, body.photo, body.pack, body.count, body.seed, body.preview)
+    job = job_actions.do_create_job(request.auth, body.photo, body.pack, body.count, body.seed, body.preview,
+                                   likeness=body.likeness)
     return 202, {"id": job.id, "status": job.status, "queue_position": job.queue_position()}
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from avatarapp.front import account_views, auth_views, views
+from avatarapp.front import account_views, auth_views, likeness_views, views
 
 urlpatterns = [
     path("", views.landing, name="landing"),
@@ -21,6 +21,12 @@ urlpatterns = [
     path("account/sign-out", account_views.sign_out, name="sign_out"),
     path("account/sign-out-everywhere", account_views.sign_out_everywhere, name="sign_out_everywhere"),
     path("account/delete", account_views.delete_account, name="delete_account"),
+    path("likeness", likeness_views.likeness, name="likeness"),
+    path("likeness/consent", likeness_views.give_likeness_consent, name="give_likeness_consent"),
+    path("likeness/consent/withdraw", likeness_views.withdraw_likeness_consent, name="withdraw_likeness_consent"),
+    path("likeness/selfies", likeness_views.upload_selfies, name="upload_selfies"),
+    path("likeness/start", likeness_views.start_likeness, name="start_likeness"),
+    path("likeness/<uuid:run_id>/delete", likeness_views.delete_likeness, name="delete_likeness"),
     path("sign-up", auth_views.sign_up, name="sign_up"),
     path("sign-in", auth_views.sign_in, name="sign_in"),
     path("password-reset", auth_views.reset_password, name="reset_password"),

@@ -15,13 +15,16 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.functional import Promise
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
+from avatarapp.accounts.consent import has_likeness_consent
 from avatarapp.actions.errors import ActionError
 from avatarapp.actions.jobs import do_cancel_job, do_create_job, get_own_job
+from avatarapp.actions.likeness import ready_likeness
 from avatarapp.actions.outputs import do_delete_output, get_own_output
 from avatarapp.actions.photos import do_upload_photo, get_own_photo
 from avatarapp.actions.shares import do_share_once
@@ -53,22 +56,37 @@ def upload(request: UserRequest) -> HttpResponse:
 @consented_user_required
 def choose_pack(request: UserRequest, photo_id: UUID) -> HttpResponse:
     photo = get_own_photo(request.user, photo_id)
-    error, status = None, 200
+    packs = StylePack.objects.offered()
+    # The person's likeness model can be used beside a style of its model family (the packs offered
+    # are usually all of one family: the warm workers' model).
+    families = sorted({pack.base_family for pack in packs})
+    has_likeness = has_likeness_consent(request.user) and any(
+        ready_likeness(request.user, family) is not None for family in families)
+    error: str | Promise | None = None
+    status = 200
+    use_likeness = request.method == "POST" and request.POST.get("likeness") == "yes"
     if request.method == "POST":
         try:
-            job = do_create_job(request.user, photo.id, request.POST.get("pack", ""))
+            job = do_create_job(request.user, photo.id, request.POST.get("pack", ""), likeness=use_likeness)
             return redirect("job_progress", job_id=job.id)
         except ActionError as e:
             if e.status == 404:
                 raise
             # A missing or unknown style is the form's own question; the rest say what happened.
-            error = _("Please choose a style.") if e.code == "unknown_pack" else e.message
+            if e.code == "unknown_pack":
+                error = _("Please choose a style.")
+            elif e.fields and "likeness" in e.fields:
+                error = e.fields["likeness"]
+            else:
+                error = e.message
             status = e.status
     return render(request, "front/choose_pack.html", {
         "photo": photo,
         "crop": photo.crop(1.0),
         "other_faces": photo.face_boxes[1:],  # dashed: seen, and not the one the portrait is made of
-        "packs": StylePack.objects.offered(),
+        "packs": packs,
+        "has_likeness": has_likeness,
+        "use_likeness": use_likeness,
         "error": error,
         "photo_url": reverse("api-v1:photo_image", kwargs={"photo_id": photo.id}),
     }, status=status)

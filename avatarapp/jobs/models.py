@@ -31,6 +31,12 @@ class Job(models.Model):
     seed = models.BigIntegerField()
     # A quick preview with the pack's few-step sampler (its [fast] mode).
     preview = models.BooleanField(default=False)
+    # The person's likeness model, applied beside the pack (with `likeness_weight`); a job asked
+    # with one whose model has been deleted since fails rather than run without it.
+    with_likeness = models.BooleanField(default=False)
+    likeness = models.ForeignKey("training.TrainingRun", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="jobs")
+    likeness_weight = models.FloatField(default=1.0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress = models.FloatField(default=0.0)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -39,3 +39,8 @@ PACKS_ROOT = "packs/"
 def pack_preview_key(slug: str, version: str) -> str:
     """A style pack's preview rendered by a worker (no person's data: the bundled reference portrait)."""
     return f"{PACKS_ROOT}{slug}/preview-{version}.webp"
+
+
+def likeness_key(user_id: UUID | str, run_id: UUID | str) -> str:
+    """A person's likeness model (a LoRA of their face): private, never served by any URL."""
+    return f"{user_prefix(user_id)}likeness/{run_id}.safetensors"

@@ -82,7 +82,7 @@ def check_request(request: RunRequest) -> str:
     if StylePack.objects.filter(slug=request.slug).exists() and not request.replace:
         raise TrainingInputError(f"a pack called {request.slug} is already installed; choose another slug, or "
                                  f"replace it (--replace)")
-    if TrainingRun.objects.filter(slug=request.slug, status__in=[TrainingRun.Status.QUEUED,
+    if TrainingRun.objects.filter(kind=TrainingRun.Kind.PACK, slug=request.slug, status__in=[TrainingRun.Status.QUEUED,
                                                                  TrainingRun.Status.RUNNING]).exists():
         raise TrainingInputError(f"a training run for {request.slug} is already under way")
     return training_family(request.base_family)

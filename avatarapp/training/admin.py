@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from avatarapp.packs.manifest import BASE_FAMILIES
@@ -76,6 +77,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
                        "current_step", "total_steps", "checkpoint", "pack_version", "error", "attempts", "worker",
                        "heartbeat_at", "enqueued_at", "created_at", "started_at", "finished_at", "replace"]
     fields = ["name", "description", *readonly_fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TrainingRun]:
+        # Style packs only: a person's likeness model is theirs (its owner sees and deletes it on
+        # /likeness), not something to browse among the operator's packs.
+        return super().get_queryset(request).filter(kind=TrainingRun.Kind.PACK)
 
     def get_form(self, request: HttpRequest, obj: TrainingRun | None = None, change: bool = False,
                  **kwargs: Any) -> type[forms.ModelForm]:

@@ -8,14 +8,23 @@ delivered twice, or one for a step already done, does nothing.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 
 
 class TrainingRun(models.Model):
+    """A style pack (kind "pack", started by the operator) or a person's likeness model (kind
+    "likeness", started by that person, owned by them and erased with them) being trained."""
+
+    class Kind(models.TextChoices):
+        PACK = "pack"
+        LIKENESS = "likeness"
+
     class Status(models.TextChoices):
         QUEUED = "queued"  # the next chunk (from `step`) waits for a worker
         RUNNING = "running"  # a worker runs a chunk from `step`
@@ -23,6 +32,9 @@ class TrainingRun(models.Model):
         FAILED = "failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PACK)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+                             related_name="likeness_runs", help_text="The person a likeness model is of.")
     slug = models.SlugField(help_text="The slug of the pack it makes.")
     name = models.CharField(max_length=100, help_text="The pack's English name (pack.toml [names] en).")
     description = models.CharField(max_length=300, blank=True,
@@ -46,6 +58,12 @@ class TrainingRun(models.Model):
     final_loss = models.FloatField(null=True, blank=True, help_text="The same after training.")
     pack_version = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True)
+    # A likeness model's LoRA, private under its owner's storage prefix, and what it was measured to do.
+    lora_key = models.CharField(max_length=300, blank=True)
+    consent_version = models.PositiveIntegerField(null=True, blank=True,
+                                                  help_text="The likeness consent version it was trained under.")
+    report = models.JSONField(default=dict, blank=True,
+                              help_text="Likeness of pictures made with and without the model.")
 
     attempts = models.PositiveIntegerField(default=0, help_text="Tries of the current chunk.")
     worker = models.CharField(max_length=200, blank=True)
@@ -71,5 +89,21 @@ class TrainingRun(models.Model):
         return min(1.0, max(self.step, self.current_step) / self.total_steps) if self.total_steps else 0.0
 
     @property
+    def owner_id(self) -> uuid.UUID:
+        """The person a likeness model is of (every likeness run has one)."""
+        if self.user_id is None:
+            raise ValueError(f"training run {self.id} has no owner")
+        return self.user_id
+
+    @property
+    def is_likeness(self) -> bool:
+        return self.kind == self.Kind.LIKENESS
+
+    @property
     def finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+def remove_run_folder_of(sender: type[TrainingRun], instance: TrainingRun, **kwargs: Any) -> None:
+    """post_delete: a deleted run's pictures, encodings and checkpoints go with its row."""
+    shutil.rmtree(instance.folder, ignore_errors=True)

@@ -11,6 +11,7 @@ run only if it is still queued at the message's step.
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -28,9 +29,12 @@ def recover_training_runs(now: datetime) -> dict[str, int]:
         still_stale = TrainingRun.objects.filter(id=run.id, status=TrainingRun.Status.RUNNING, step=run.step,
                                                  heartbeat_at__lt=stale_before)
         if run.attempts >= settings.AVATAR_MAX_ATTEMPTS:
-            failed += still_stale.update(status=TrainingRun.Status.FAILED, finished_at=now,
-                                         error=f"worker_lost: the worker stopped answering {run.attempts} times "
-                                               f"during the chunk from step {run.step}")
+            lost = still_stale.update(status=TrainingRun.Status.FAILED, finished_at=now,
+                                      error=f"worker_lost: the worker stopped answering {run.attempts} times "
+                                            f"during the chunk from step {run.step}")
+            if lost and run.is_likeness:
+                shutil.rmtree(run.folder, ignore_errors=True)  # a failed likeness run keeps nothing of the face
+            failed += lost
         elif still_stale.update(status=TrainingRun.Status.QUEUED, heartbeat_at=None, worker="",
                                 current_step=run.step):
             log.warning("training run %s lost its worker at step %d; queued again from its checkpoint",

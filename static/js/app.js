@@ -83,6 +83,23 @@
     setTimeout(poll, 500);
   }
 
+  // Likeness model training: move the bar as the worker's steps come in; the server page says the rest
+  // (step count, the report, errors) in the user's language, so a change of state reloads it.
+  var model = document.getElementById("likeness-model");
+  if (model && (model.dataset.status === "queued" || model.dataset.status === "running")) {
+    var pollModel = function () {
+      fetch(model.dataset.api, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+        .then(function (data) {
+          if (data.status !== model.dataset.status) { window.location.reload(); return; }
+          document.getElementById("likeness-progress").value = Math.round(data.progress * 100);
+          setTimeout(pollModel, 2000);
+        })
+        .catch(function () { setTimeout(pollModel, 5000); });
+    };
+    setTimeout(pollModel, 1000);
+  }
+
   // Share: the system share sheet with the image itself where the phone allows it.
   var share = document.getElementById("share");
   if (share) {

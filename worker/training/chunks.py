@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -25,16 +26,20 @@ from uuid import UUID
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from avatarapp.accounts.models import User
+from avatarapp.lib.storage import delete_prefix
+from avatarapp.lib.storage_keys import user_prefix
 from avatarapp.training.actions import send_chunk
 from avatarapp.training.models import TrainingRun
 from worker.engine import Engine, get_engine
 from worker.errors import EngineError
 from worker.holds import hold_at
-from worker.training import core
+from worker.training import core, likeness
 from worker.training.pack import write_and_install
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,17 @@ def run_chunk(run_id: str, step: int) -> str:
 def fail(run: TrainingRun, message: str) -> None:
     TrainingRun.objects.filter(id=run.id, status=TrainingRun.Status.RUNNING).update(
         status=TrainingRun.Status.FAILED, error=message[:4000], finished_at=timezone.now())
+    if run.is_likeness:
+        shutil.rmtree(run.folder, ignore_errors=True)  # a failed likeness run keeps nothing of the face
+
+
+def gone(run: TrainingRun) -> bool:
+    """Whether the run's row was deleted while this chunk ran (its owner deleted the likeness model or
+    the account); then what the chunk wrote goes too, as the row's deletion took the rest."""
+    if TrainingRun.objects.filter(id=run.id).exists():
+        return False
+    shutil.rmtree(run.folder, ignore_errors=True)
+    return True
 
 
 def train_and_record(engine: Engine, run: TrainingRun) -> str:
@@ -110,8 +126,12 @@ def train_and_record(engine: Engine, run: TrainingRun) -> str:
         final_loss = core.probe_loss(engine, unet, encoded, settings_, done.lora) if until == run.total_steps else None
     path = checkpoint_path(run, until)
     core.save_checkpoint(done, path)
+    if gone(run):
+        return "deleted"
     if until < run.total_steps:
         return next_chunk(run, until, path, done.losses)
+    if run.is_likeness:
+        return finish_likeness(engine, run, done, final_loss)
     version = write_and_install(engine, run, done.lora)
     TrainingRun.objects.filter(id=run.id, status=TrainingRun.Status.RUNNING, step=run.step).update(
         status=TrainingRun.Status.SUCCEEDED, step=until, current_step=until, checkpoint=str(path),
@@ -128,7 +148,8 @@ def next_chunk(run: TrainingRun, until: int, path: Path, losses: list[float]) ->
         status=TrainingRun.Status.QUEUED, step=until, current_step=until, checkpoint=str(path), losses=losses,
         attempts=0, heartbeat_at=None, worker="")
     if not updated:
-        return "superseded"  # the reaper gave this chunk to another worker meanwhile
+        gone(run)
+        return "superseded"  # the reaper gave this chunk to another worker meanwhile, or the run was deleted
     remove_old_checkpoints(run, keep=path)
     run.refresh_from_db()
     send_chunk(run)
@@ -140,10 +161,36 @@ def encodings(engine: Engine, run: TrainingRun, settings_: core.TrainSettings) -
     path = run.folder / ENCODINGS
     if path.is_file():
         return core.Encoded.load(path)
-    samples = [core.Sample(run.folder / sample["file"], sample["caption"]) for sample in run.samples]
-    encoded = core.encode_samples(engine, samples, settings_.resolution, on_picture=lambda: beat(run))
+    if run.is_likeness:
+        encoded = likeness.encode_likeness(engine, run, settings_, beat=lambda: beat(run))
+    else:
+        samples = [core.Sample(run.folder / sample["file"], sample["caption"]) for sample in run.samples]
+        encoded = core.encode_samples(engine, samples, settings_.resolution, on_picture=lambda: beat(run))
     core.atomic_save(encoded.to_json(), path)
     return encoded
+
+
+def finish_likeness(engine: Engine, run: TrainingRun, done: core.Checkpoint, final_loss: float | None) -> str:
+    """Store the person's LoRA privately, measure it, mark the run done and remove its folder at once."""
+    key, data = likeness.store_lora(engine, run, done.lora)
+    report = likeness.likeness_report(engine, run, data)
+    finished = TrainingRun.objects.filter(id=run.id, status=TrainingRun.Status.RUNNING, step=run.step).update(
+        status=TrainingRun.Status.SUCCEEDED, step=done.step, current_step=done.step, checkpoint="",
+        losses=done.losses, final_loss=final_loss, lora_key=key, report=report, finished_at=timezone.now(),
+        attempts=0)
+    if not finished:
+        if TrainingRun.objects.filter(id=run.id).exists():
+            return "superseded"  # the reaper gave the chunk to another worker, which stores the same LoRA
+        # Deleted (by its owner, or with the account) while it was being stored: nothing of it may stay.
+        shutil.rmtree(run.folder, ignore_errors=True)
+        default_storage.delete(key)
+        if not User.objects.filter(id=run.owner_id).exists():
+            delete_prefix(user_prefix(run.owner_id))  # an erased account leaves not even an empty folder
+        return "deleted"
+    shutil.rmtree(run.folder, ignore_errors=True)
+    log.info("likeness model %s trained: likeness %s without, %s with", run.id, report.get("without_model"),
+             report.get("with_model"))
+    return "stored"
 
 
 def beat(run: TrainingRun) -> None:

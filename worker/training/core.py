@@ -67,6 +67,9 @@ class TrainSettings:
     batch_size: int = 1
     mixed_precision: str = "auto"  # auto (the engine's half precision on CUDA), no, fp16, bf16
     gradient_checkpointing: bool = True
+    # DreamBooth's prior preservation (likeness models): the class pictures' loss, weighted by this,
+    # is added to each step's; it acts only when the encodings carry class pictures.
+    prior_weight: float = 1.0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainSettings:
@@ -79,7 +82,7 @@ class TrainSettings:
 
 @dataclass
 class Sample:
-    image: Path
+    image: Path | Image.Image  # a file, or a picture in memory (a likeness run's face crops never touch disk)
     caption: str
 
 
@@ -91,15 +94,22 @@ class Encoded:
     std: torch.Tensor  # its standard deviation: each step samples a latent, as diffusers' script does
     embeds: torch.Tensor  # (n, tokens, width)
     scaling_factor: float
+    prior: Encoded | None = None  # the class pictures of prior preservation (likeness models), encoded alike
 
     def to_json(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std, "embeds": self.embeds, "scaling_factor": self.scaling_factor}
+        return {"mean": self.mean, "std": self.std, "embeds": self.embeds, "scaling_factor": self.scaling_factor,
+                "prior": self.prior.to_json() if self.prior is not None else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Encoded:
+        prior = data.get("prior")
+        return cls(mean=data["mean"], std=data["std"], embeds=data["embeds"],
+                   scaling_factor=float(data["scaling_factor"]),
+                   prior=cls.from_json(prior) if prior is not None else None)
 
     @classmethod
     def load(cls, path: Path) -> Encoded:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(mean=data["mean"], std=data["std"], embeds=data["embeds"],
-                   scaling_factor=float(data["scaling_factor"]))
+        return cls.from_json(torch.load(path, map_location="cpu", weights_only=True))
 
 
 @dataclass
@@ -131,9 +141,9 @@ def check_settings(settings: TrainSettings) -> None:
 # --- Inputs -----------------------------------------------------------------------------
 
 
-def picture_tensor(path: Path, resolution: int) -> torch.Tensor:
+def picture_tensor(source: Path | Image.Image, resolution: int) -> torch.Tensor:
     """The picture scaled so its shorter side is `resolution`, centre-cropped square, in [-1, 1]."""
-    with Image.open(path) as opened:
+    with (Image.open(source) if isinstance(source, Path) else contextlib.nullcontext(source)) as opened:
         image = opened.convert("RGB")
         scale = resolution / min(image.size)
         size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
@@ -329,15 +339,29 @@ def train_chunk(engine: Engine, unet: Unet, encoded: Encoded, settings: TrainSet
             # Every random draw on the CPU generator, in a fixed order: the same on any device.
             sampled = encoded.mean[picks] + encoded.std[picks] * torch.randn(encoded.mean[picks].shape,
                                                                               generator=generator)
+            embeds = encoded.embeds[picks]
+            prior = encoded.prior
+            if prior is not None:
+                # Prior preservation: as many class pictures, in the same batch (diffusers' DreamBooth script).
+                class_picks = pictures_for_step(step - 1, prior.mean.shape[0], settings.batch_size, settings.seed + 1)
+                class_sampled = prior.mean[class_picks] + prior.std[class_picks] * torch.randn(
+                    prior.mean[class_picks].shape, generator=generator)
+                sampled = torch.cat([sampled, class_sampled])
+                embeds = torch.cat([embeds, prior.embeds[class_picks]])
             latents = sampled * encoded.scaling_factor
             noise = torch.randn(latents.shape, generator=generator)
-            timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(picks),), generator=generator)
+            timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator)
             noisy = scheduler.add_noise(latents, noise, timesteps)
-            target = training_target(scheduler, latents, noise, timesteps)
+            target = training_target(scheduler, latents, noise, timesteps).to(device).float()
             with autocast(engine, settings):
                 prediction = unet(noisy.to(device, dtype), timesteps.to(device),
-                                  encoded.embeds[picks].to(device, dtype), return_dict=False)[0]
-            loss = F.mse_loss(prediction.float(), target.to(device).float(), reduction="mean")
+                                  embeds.to(device, dtype), return_dict=False)[0].float()
+            if prior is None:
+                loss = F.mse_loss(prediction, target, reduction="mean")
+            else:
+                instance, kept = prediction.chunk(2), target.chunk(2)
+                loss = (F.mse_loss(instance[0], kept[0], reduction="mean")
+                        + settings.prior_weight * F.mse_loss(instance[1], kept[1], reduction="mean"))
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
