@@ -4,6 +4,7 @@ import threading
 from types import SimpleNamespace
 
 import pytest
+from django.test import override_settings
 from PIL import Image
 
 import worker.run_job
@@ -22,6 +23,7 @@ def request_for(pack: StylePack, preview: bool):
     return build_request(pack, preview, [(job, 7), (job, 8)], {"job-1": photo})
 
 
+@override_settings(AVATAR_MAX_SIDE=0)  # no operator's cap: the pack's own size
 def test_a_full_picture_uses_the_packs_recommended_settings(packs):
     pack = StylePack.objects.get(slug="avatar")
     request = request_for(pack, preview=False)

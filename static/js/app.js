@@ -92,7 +92,11 @@
         .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
         .then(function (data) {
           if (data.status !== model.dataset.status) { window.location.reload(); return; }
-          document.getElementById("likeness-progress").value = Math.round(data.progress * 100);
+          var percent = Math.round(data.progress * 100), texts = document.getElementById("i18n-likeness").dataset;
+          document.getElementById("likeness-progress").value = percent;
+          document.getElementById("likeness-steps").textContent =
+            format(texts.steps, { step: localNumber(data.step), total: localNumber(data.total_steps) }) + " · " +
+            format(texts.percent, { percent: localNumber(percent) });
           setTimeout(pollModel, 2000);
         })
         .catch(function () { setTimeout(pollModel, 5000); });
