@@ -34,3 +34,9 @@ def not_found(message: str | Promise = NOT_FOUND) -> ActionError:
 
 def invalid_fields(fields: dict[str, str | Promise]) -> ActionError:
     return ActionError("invalid_fields", 400, _("Please check the highlighted fields."), fields=fields)
+
+
+def queue_unavailable() -> ActionError:
+    """The broker refused a message: the row that needed it has been deleted, nothing is left."""
+    return ActionError("queue_unavailable", 503,
+                       _("We cannot take new pictures right now. Please try again in a minute."))

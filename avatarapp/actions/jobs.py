@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from avatarapp.accounts.models import User
-from avatarapp.actions.errors import ActionError, invalid_fields, not_found
+from avatarapp.actions.errors import ActionError, invalid_fields, not_found, queue_unavailable
 from avatarapp.actions.likeness import likeness_for_job
 from avatarapp.actions.photos import get_own_photo, require_consent
 from avatarapp.celery import GENERATE_TASK, app, generation_queue
@@ -139,8 +139,7 @@ def do_create_job(user: User, photo_id: uuid.UUID | str, pack_slug: str, count: 
     except Exception:
         log.exception("could not enqueue job %s", job.id)
         job.delete()
-        raise ActionError("queue_unavailable", 503,
-                          _("We cannot take new pictures right now. Please try again in a minute.")) from None
+        raise queue_unavailable() from None
     return job
 
 

@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from avatarapp.accounts.consent import has_likeness_consent, likeness_consent_version
 from avatarapp.accounts.models import ConsentEvent, User
-from avatarapp.actions.errors import ActionError, invalid_fields, not_found
+from avatarapp.actions.errors import ActionError, invalid_fields, not_found, queue_unavailable
 from avatarapp.actions.photos import get_own_photo, require_consent
 from avatarapp.jobs.models import Job
 from avatarapp.training.actions import send_chunk, training_family
@@ -149,8 +149,7 @@ def do_start_likeness(user: User, photo_ids: list[uuid.UUID]) -> TrainingRun:
     except Exception:
         log.exception("could not queue likeness run %s", run.id)
         run.delete()
-        raise ActionError("queue_unavailable", 503,
-                          _("We cannot take new pictures right now. Please try again in a minute.")) from None
+        raise queue_unavailable() from None
     return run
 
 
