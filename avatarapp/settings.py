@@ -484,6 +484,9 @@ AVATAR_LIKENESS_PRIOR_WEIGHT = envfloat("AVATAR_LIKENESS_PRIOR_WEIGHT", 1.0, min
 AVATAR_LIKENESS_WEIGHT = envfloat("AVATAR_LIKENESS_WEIGHT", 1.0, min=0.05, max=2.0)
 # Pictures made with and without the model for its likeness report.
 AVATAR_LIKENESS_REPORT_PICTURES = envint("AVATAR_LIKENESS_REPORT_PICTURES", 4, min=0, max=64)
+# Likeness models one person may start a day (a model costs minutes of GPU; deleting one to start
+# again counts too). 0: no limit.
+AVATAR_LIKENESS_STARTS_PER_DAY = envint("AVATAR_LIKENESS_STARTS_PER_DAY", 3, min=0, max=1000)
 # Likeness models a worker keeps loaded beside the packs (the least recently used one goes first).
 AVATAR_LIKENESS_RESIDENT = envint("AVATAR_LIKENESS_RESIDENT", 4, min=1, max=1000)
 

@@ -249,3 +249,20 @@ def test_deleting_or_withdrawing_takes_the_model_away(packs, tmp_path):
         refused = api.post("/jobs", {"photo": ids[0], "pack": "avatar", "likeness": True})
         assert refused.status_code == 403
     shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_person_may_start_only_so_many_likeness_models_a_day(packs, tmp_path):
+    api = new_guest()
+    ids = selfies(api, 6)
+    likeness_consent(api)
+    with override_settings(AVATAR_TRAINING_DIR=tmp_path / "runs", AVATAR_LIKENESS_STARTS_PER_DAY=1):
+        first = api.post("/likeness", {"photos": ids})
+        assert first.status_code == 202
+        assert api.delete(f"/likeness/{first.json()['id']}").status_code == 204
+        again = api.post("/likeness", {"photos": ids})
+        assert again.status_code == 429 and again.json()["error"]["code"] == "rate_limited"
+        assert "Retry-After" in again.headers
+    assert not TrainingRun.objects.exists()
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(train_queue("demo"))

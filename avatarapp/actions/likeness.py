@@ -25,6 +25,7 @@ from avatarapp.accounts.models import ConsentEvent, User
 from avatarapp.actions.errors import ActionError, invalid_fields, not_found, queue_unavailable
 from avatarapp.actions.photos import get_own_photo, require_consent
 from avatarapp.jobs.models import Job
+from avatarapp.lib.ratelimit import allow
 from avatarapp.training.actions import send_chunk, training_family
 from avatarapp.training.inputs import TrainingInputError
 from avatarapp.training.models import TrainingRun
@@ -41,6 +42,7 @@ CLASS_PROMPT = f"a photo of a {CLASS_NOUN}"
 # the demo model is tiny and learns at 64).
 FAMILY_RESOLUTION = {"demo": 64, "sd15": 512}
 ACTIVE = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
+DAY = 24 * 3600
 
 
 def do_give_likeness_consent(user: User, version: int) -> None:
@@ -133,6 +135,8 @@ def do_start_likeness(user: User, photo_ids: list[uuid.UUID]) -> TrainingRun:
         if runs.filter(status=TrainingRun.Status.SUCCEEDED).exists():
             raise ActionError("likeness_exists", 409,
                               _("You already have a likeness model. Delete it first to train a new one."))
+        if not allow("likeness", str(user.id), settings.AVATAR_LIKENESS_STARTS_PER_DAY, DAY):
+            raise ActionError("rate_limited", 429, _("Too many requests. Please wait a little and try again."))
         run = TrainingRun.objects.create(
             kind=TrainingRun.Kind.LIKENESS, user=user, slug="likeness", name="", caption=INSTANCE_PROMPT,
             base_family=family, source="selfies", consent_version=user.likeness_consent_version,

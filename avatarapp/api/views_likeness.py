@@ -58,7 +58,7 @@ def withdraw_likeness_consent(request: ApiRequest) -> tuple[int, None]:
     return 204, None
 
 
-@router.post("/likeness", response={202: LikenessOut, 400: ErrorBody, 403: ErrorBody, 404: ErrorBody,
+@router.post("/likeness", response={202: LikenessOut, 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody,
                                     409: ErrorBody, 503: ErrorBody})
 def start_likeness(request: ApiRequest, body: LikenessIn) -> tuple[int, dict[str, Any]]:
     run = likeness_actions.do_start_likeness(request.auth, list(body.photos))
