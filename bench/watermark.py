@@ -3,7 +3,7 @@
     python -m bench --only watermark            # every attack, 100,000 unmarked reads
     python -m bench --only watermark --short    # one or two cases per family, fewer reads
 
-Three schemes, each carrying a 32-bit short id: today's DCT mark (id + 16-bit check),
+Three schemes, each carrying a 32-bit short id: the DCT mark (id + 24-bit check),
 RivaGAN (the trained network in the `invisible-watermark` package; id alone), and the
 layered mark Chhavi embeds (both). Each marked picture goes through what sharing does
 (ATTACKS, below) and is read back with the reader's undoings (avatarapp/provenance/reader.py);
@@ -157,7 +157,7 @@ def read_back(scheme: str, image: Image.Image, short_id: int) -> bool:
     if scheme == "DCT (today)":
         return reader.find(image).short_id == short_id
     if scheme == "RivaGAN":
-        return any(known(rivagan.read_word(undo(image.convert("RGB")))) for _, undo in reader.RIVAGAN_UNDOINGS)
+        return any(known(rivagan.read_word(image.convert("RGB"), side)) for _, side in reader.RIVAGAN_TRIES)
     return reader.find(image, known).short_id == short_id
 
 
@@ -237,7 +237,7 @@ def false_positive_bound(outputs_on_server: int) -> float:
     spread evenly, which the measured reads support but cannot prove).
     """
     dct = len(reader.DCT_UNDOINGS) * len(watermark.GAINS) * 2.0 ** -watermark.CHECK_BITS
-    riva = len(reader.RIVAGAN_UNDOINGS) * outputs_on_server / 2.0 ** rivagan.BITS
+    riva = len(reader.RIVAGAN_TRIES) * outputs_on_server / 2.0 ** rivagan.BITS
     return dct + riva
 
 
@@ -254,6 +254,78 @@ def timing(repeats: int) -> tuple[float, float]:
         assert reader.find(marked).short_id == i
         read_ms.append((time.perf_counter() - started) * 1000)
     return statistics.median(embed_ms), statistics.median(read_ms)
+
+
+CARD_ATTACKS: list[tuple[str, Attack]] = [
+    ("as is", lambda image: image), ("JPEG q60", jpeg(60)), ("rescale 0.5x", rescale(0.5)),
+    ("mirror", ImageOps.mirror), ("crop centre 80 %", crop(0.8, "centre")), ("screenshot", screenshot),
+]
+
+
+def card_reads(short: bool) -> dict[tuple[str, str], list[int]]:
+    """Share cards (composed from the marked picture as the worker does) after what sharing does:
+    per card variant and attack, [read back, cards]. The worker writes the first variant."""
+    from avatarapp.sharing.cards import compose_card  # needs Django's apps, which `python -m bench` sets up
+
+    variants: dict[str, Callable[[Image.Image, int], Image.Image]] = {
+        "DCT over the card (chosen)": embed_dct, "both layers over the card": embed,
+        "RivaGAN over the card, read by RivaGAN alone": embed_rivagan,
+    }
+    results: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    rng = np.random.default_rng(630)
+    for _label, image in track(pictures(short)["natural"], description="share cards", transient=True):
+        short_id = int(rng.integers(0, 2 ** 32))
+        composed = compose_card(embed(image, short_id))
+        for variant, mark in variants.items():
+            card = mark(composed, short_id)
+            for case, attack in CARD_ATTACKS:
+                seen = attack(card).convert("RGB")
+                if variant.endswith("RivaGAN alone"):
+                    ok = any(rivagan.read_word(seen, side) == short_id for _, side in reader.RIVAGAN_TRIES)
+                else:
+                    ok = reader.find(seen, lambda word: word == short_id).short_id == short_id  # noqa: B023
+                results[(variant, case)][0] += ok
+                results[(variant, case)][1] += 1
+    return results
+
+
+def encoder_ms(repeats: int) -> tuple[float, float]:
+    """Median ms of RivaGAN's encoder on a 256x256 frame: the package's ONNX through onnxruntime, and
+    the same network through torch (worker/provenance/rivagan_encoder.py), which the worker uses."""
+    from worker.provenance.rivagan_encoder import encoder
+
+    frame = rivagan.to_frame(np.random.default_rng(0).uniform(0, 255, (256, 256, 3)).astype(np.float32))
+    bits = rivagan.id_bits(1)[None]
+    runs = {"onnxruntime": lambda: rivagan.session("encoder").run(None, {"frame": frame, "data": bits}),
+            "torch": lambda: encoder()(frame, bits)}
+    medians = []
+    for run_once in runs.values():
+        run_once()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            run_once()
+            times.append((time.perf_counter() - started) * 1000)
+        medians.append(statistics.median(times))
+    return medians[0], medians[1]
+
+
+def output_marking_ms(repeats: int) -> float:
+    """Median ms to mark everything one 512x512 output leaves with: the picture (both layers), its
+    256 px thumbnail and its share card (the DCT layer each), as worker/outputs.py does."""
+    from avatarapp.sharing.cards import compose_card
+
+    image = Image.open(FIXTURES / "portrait.jpg").convert("RGB").resize((512, 512))
+    times = []
+    for i in range(repeats + 1):
+        started = time.perf_counter()
+        marked = embed(image, i)
+        thumbnail = marked.copy()
+        thumbnail.thumbnail((256, 256), Image.Resampling.LANCZOS)
+        embed_dct(thumbnail, i)
+        embed_dct(compose_card(marked), i)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times[1:])
 
 
 def run(short: bool) -> list[Figure]:
@@ -288,8 +360,15 @@ def run(short: bool) -> list[Figure]:
                f"<= {FALSE_POSITIVE_BUDGET:g}", false_positive_bound(10_000) <= FALSE_POSITIVE_BUDGET,
                ),
     ]
+    for (variant, case), (ok, total) in card_reads(short).items():
+        figures.append(Figure(f"share card, {variant}: {case} ({ok}/{total})", 100 * ok / total, "%"))
+    onnx_ms, torch_ms = encoder_ms(3 if short else 10)
     embed_ms, read_ms = timing(3 if short else 10)
     figures += [
+        Figure("RivaGAN encoder, 256x256, onnxruntime (the package's ONNX), median", onnx_ms, "ms"),
+        Figure("RivaGAN encoder, 256x256, torch (what the worker runs), median", torch_ms, "ms"),
+        Figure("marking one 512x512 output: picture, thumbnail and share card, median",
+               output_marking_ms(3 if short else 10), "ms"),
         Figure("layered mark: embed, 512x512, median", embed_ms, "ms"),
         Figure("layered mark: read (found on the first try), 512x512, median", read_ms, "ms"),
         Figure("layered mark: embed + read, 512x512", embed_ms + read_ms, "ms", f"<= {TIME_BUDGET_MS:.0f} ms",

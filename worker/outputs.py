@@ -3,7 +3,9 @@
 Every picture leaves here labelled as AI-made three ways: a visible label in
 the owner's language beside English, XMP/EXIF metadata and a C2PA manifest, and
 an invisible two-layer watermark carrying the output's short id (see
-worker/provenance/). So do its thumbnail and its share card, made here too.
+worker/provenance/). Its thumbnail and its share card, made here too from the marked
+picture, get the cheap DCT layer written again at their own size (the card's is the one
+that reads on it: worker/provenance/card.py), so an output costs one RivaGAN encoder run.
 
 Before that, the content safety check (worker/safety.py) looks at it: an unsafe
 picture is stored blurred, and its row flagged so it can never be shared.

@@ -1,4 +1,12 @@
-"""Make an output's share card: composed as the web side draws it, then marked and signed like the output."""
+"""Make an output's share card: composed as the web side draws it from the marked picture, then marked and signed.
+
+What the card carries: the DCT layer written over the whole card (it reads the card as it is,
+recompressed, rescaled or mirrored), and, on the portrait in its middle, the picture's own two
+layers, shrunk with it. RivaGAN is not written again over the card: measured on cards of the
+fixtures (bench/watermark.py, `card_reads`), a RivaGAN layer over the whole 1200x630 card did not
+read back even from the untouched card (two thirds of it are the flat brand gradient, where the
+network's pattern carries nothing), so it cost a second encoder run per output for nothing.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +24,15 @@ from avatarapp.provenance.metadata import Provenance, provenance_for
 from avatarapp.provenance.watermark import short_id_of
 from avatarapp.sharing.cards import compose_card, encode_card
 from worker.provenance import c2pa_sign
-from worker.provenance.watermark_embed import embed
+from worker.provenance.watermark_embed import embed_dct
 
 log = logging.getLogger(__name__)
 
 
 def card_bytes(portrait: Image.Image, output_id: object, provenance: Provenance) -> bytes:
-    """The card JPEG: the layered mark with the output's id over the whole card, metadata, C2PA manifest."""
-    card = embed(compose_card(portrait), short_id_of(str(output_id)))
+    """The card JPEG: the DCT layer with the output's id over the whole card (the portrait, already marked,
+    keeps its own layers), metadata, C2PA manifest."""
+    card = embed_dct(compose_card(portrait), short_id_of(str(output_id)))
 
     def sign(data: bytes) -> bytes:
         return c2pa_sign.sign(data, "image/jpeg", provenance)
