@@ -266,3 +266,30 @@ def test_a_person_may_start_only_so_many_likeness_models_a_day(packs, tmp_path):
     assert not TrainingRun.objects.exists()
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(train_queue("demo"))
+
+
+@pytest.mark.django_db
+def test_a_worker_removes_the_folders_of_runs_that_have_gone(tmp_path):
+    """Where only the workers mount AVATAR_TRAINING_DIR, the web side's clean-up cannot reach it."""
+    import time
+    import uuid
+
+    from worker.training.chunks import ORPHAN_GRACE, remove_orphan_folders, run_chunk
+
+    user = User.objects.create_guest()
+    with override_settings(AVATAR_TRAINING_DIR=tmp_path):
+        alive = TrainingRun.objects.create(kind="likeness", user=user, slug="likeness", base_family="demo",
+                                           total_steps=1)
+        alive.folder.mkdir()
+        old_orphan, young_orphan, deleted = (tmp_path / str(uuid.uuid4()) for _ in range(3))
+        for folder in (old_orphan, young_orphan, deleted):
+            (folder / "images").mkdir(parents=True)
+        long_ago = time.time() - ORPHAN_GRACE - 60
+        os.utime(old_orphan, (long_ago, long_ago))
+        os.utime(alive.folder, (long_ago, long_ago))
+        (tmp_path / "notes.txt").write_text("not a run")
+        assert remove_orphan_folders() == 1
+        assert not old_orphan.exists() and young_orphan.exists() and alive.folder.exists()
+        # The message of a run deleted between chunks removes that run's folder at once.
+        assert run_chunk(deleted.name, 2) == "gone"
+        assert not deleted.exists() and (tmp_path / "notes.txt").exists()

@@ -112,3 +112,16 @@ def test_the_real_beat_deletes_an_expired_photo_from_local_disk(tmp_path):
     finally:
         worker.stop()
     assert not default_storage.exists(key)
+
+
+def test_tokens_idle_past_their_life_are_deleted(settings):
+    from avatarapp.accounts.models import ApiToken, User
+
+    user = User.objects.create_guest()
+    ApiToken.issue(user)
+    ApiToken.issue(user)
+    old = ApiToken.objects.filter(user=user).first()
+    ApiToken.objects.filter(id=old.id).update(
+        last_used_at=timezone.now() - timedelta(days=settings.AVATAR_TOKEN_IDLE_DAYS, minutes=1))
+    assert sweep().tokens == 1
+    assert list(ApiToken.objects.filter(user=user)) != [] and not ApiToken.objects.filter(id=old.id).exists()

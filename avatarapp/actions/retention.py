@@ -16,6 +16,7 @@ from django.core.files.storage import default_storage
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from avatarapp.accounts.models import ApiToken
 from avatarapp.actions.photos import delete_photos
 from avatarapp.jobs.models import Job, Output
 from avatarapp.lib.storage import keys_under, remove_empty_folders
@@ -33,6 +34,7 @@ class SweepReport:
     shares: int = 0
     cards: int = 0
     orphans: int = 0
+    tokens: int = 0
 
 
 def sweep_expired_photos(now: datetime) -> int:
@@ -59,6 +61,13 @@ def sweep_expired_shares(now: datetime) -> tuple[int, int]:
             default_storage.delete(key)
             cards += 1
     return count, cards
+
+
+def sweep_idle_tokens(now: datetime) -> int:
+    """API tokens unused for AVATAR_TOKEN_IDLE_DAYS no longer work (accounts/tokens.py): their rows go too,
+    so a leaked database holds no stale credentials' hashes and no record of old sign-ins."""
+    count, _ = ApiToken.objects.filter(last_used_at__lt=now - timedelta(days=settings.AVATAR_TOKEN_IDLE_DAYS)).delete()
+    return count
 
 
 def owned_keys() -> set[str]:
@@ -101,5 +110,6 @@ def sweep(now: datetime | None = None) -> SweepReport:
     report.photos = sweep_expired_photos(now)
     report.shares, report.cards = sweep_expired_shares(now)
     report.orphans = sweep_orphan_files(now, timedelta(minutes=settings.AVATAR_ORPHAN_GRACE_MINUTES))
+    report.tokens = sweep_idle_tokens(now)
     log.info("retention sweep: %s", report)
     return report

@@ -63,8 +63,11 @@ def checkpoint_path(run: TrainingRun, step: int) -> Path:
 def run_chunk(run_id: str, step: int) -> str:
     """Run the chunk of `run_id` that starts at `step`, if it is still to be done; says what happened."""
     hold_before_chunk()
+    remove_orphan_folders()
     run = TrainingRun.objects.filter(id=run_id).first()
     if run is None:
+        # Deleted since its message was sent (the row always exists first): its folder goes too.
+        shutil.rmtree(Path(settings.AVATAR_TRAINING_DIR) / str(run_id), ignore_errors=True)
         return "gone"
     engine = get_engine()
     if run.base_family != engine.family:
@@ -88,6 +91,40 @@ def run_chunk(run_id: str, step: int) -> str:
         log.exception("training run %s failed", run.id)
         fail(run, f"{type(e).__name__}: {e}")
     return "failed"
+
+
+# A run's folder is made a moment before its row (the pictures first, then the row): younger
+# folders without a row are left alone.
+ORPHAN_GRACE = 3600
+
+
+def remove_orphan_folders() -> int:
+    """Remove run folders whose row has gone (a likeness model deleted between chunks, its account
+    erased, a run the operator deleted): on a deployment where only the workers mount
+    AVATAR_TRAINING_DIR, the web side's own clean-up (the post_delete signal) cannot reach them."""
+    root = Path(settings.AVATAR_TRAINING_DIR)
+    if not root.is_dir():
+        return 0
+    folders = {entry.name: entry for entry in root.iterdir() if entry.is_dir()}
+    known = {str(i) for i in TrainingRun.objects.filter(id__in=[n for n in folders if is_uuid(n)])
+             .values_list("id", flat=True)}
+    removed = 0
+    for name, folder in folders.items():
+        if name in known or not is_uuid(name) or time.time() - folder.stat().st_mtime < ORPHAN_GRACE:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    if removed:
+        log.info("removed %d training folders whose runs are gone", removed)
+    return removed
+
+
+def is_uuid(name: str) -> bool:
+    try:
+        UUID(name)
+    except ValueError:
+        return False
+    return True
 
 
 def fail(run: TrainingRun, message: str) -> None:
