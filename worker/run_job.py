@@ -101,8 +101,10 @@ def claim_batch(job_id: str, family: str, max_pictures: int | None = None) -> li
                 pictures += count
         if wanted:
             # A likeness model is one person's: only their jobs with that same model share a batch.
-            likeness = Job.objects.filter(id=first_id).values_list("likeness_id", flat=True).first()
-            same = set(Job.objects.filter(id__in=wanted, likeness_id=likeness).values_list("id", flat=True))
+            with_likeness, likeness_id = Job.objects.filter(id=first_id).values_list(
+                "with_likeness", "likeness_id").get()
+            same = set(Job.objects.filter(id__in=wanted, with_likeness=with_likeness, likeness_id=likeness_id)
+                       .values_list("id", flat=True))
             wanted = [job for job in wanted if job in same]
         if wanted:
             locked = lock_queued(wanted, family)
