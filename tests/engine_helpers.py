@@ -28,13 +28,15 @@ def load_demo_packs(engine: Engine, speed_lora: LoraFile | None = SPEED_LORA) ->
                          speed_lora)
 
 
-def run(engine: Engine, pack: str | None, seeds: list[int], fast: bool = False, on_step=None) -> list[np.ndarray]:
+def run(engine: Engine, pack: str | None, seeds: list[int], fast: bool = False, on_step=None,
+        likeness: tuple[str, float] | None = None) -> list[np.ndarray]:
     """64x64 pictures as int arrays: the smallest run in which a pack, a seed or a batch shows.
 
     A full picture runs 2 steps at full strength; a preview's 7 steps at strength 0.6 run
-    the 4 that a pack's [fast] table asks for, with its sampler.
+    the 4 that a pack's [fast] table asks for, with its sampler. `likeness`: a loaded likeness
+    model (key, weight) applied beside the pack.
     """
-    engine.switch_pack(pack, fast=fast)
+    engine.switch_pack(pack, fast=fast, likeness=likeness)
     image = Image.open(FIXTURES / "portrait.jpg")
     request = GenerationRequest(images=[image] * len(seeds), prompt="portrait of a person, cinematic",
                                 negative_prompt="blurry", seeds=seeds, steps=7 if fast else 2,

@@ -61,12 +61,12 @@ def test_pack_and_likeness_are_both_applied_with_their_weights_in_active_and_fus
     for mode in ("active", "fused"):
         engine = demo_engine(lora_mode=mode)
         load_demo_packs(engine, speed_lora=None)
-        engine.load_likeness("me", face_lora)
+        engine.load_likeness("me", lambda: face_lora)
         pictures[mode] = {
             "style": run(engine, "avatar", [4])[0],
-            "me": (engine.switch_pack(None, likeness=("me", 1.0)), run_active(engine, [4]))[1],
-            "both": (engine.switch_pack("avatar", likeness=("me", 1.0)), run_active(engine, [4]))[1],
-            "both, me weaker": (engine.switch_pack("avatar", likeness=("me", 0.3)), run_active(engine, [4]))[1],
+            "me": run(engine, None, [4], likeness=("me", 1.0))[0],
+            "both": run(engine, "avatar", [4], likeness=("me", 1.0))[0],
+            "both, me weaker": run(engine, "avatar", [4], likeness=("me", 0.3))[0],
             "neither": run(engine, None, [4])[0],
         }
     active, fused = pictures["active"], pictures["fused"]
@@ -78,24 +78,11 @@ def test_pack_and_likeness_are_both_applied_with_their_weights_in_active_and_fus
             assert np.abs(active[a] - active[b]).max() > 8, f"{a} and {b} should differ"
 
 
-def run_active(engine, seeds):
-    """As engine_helpers.run, with whatever is active left as it is."""
-    from PIL import Image
-
-    from tests.helpers import FIXTURES
-    from worker.engine import GenerationRequest
-
-    request = GenerationRequest(images=[Image.open(FIXTURES / "portrait.jpg")] * len(seeds),
-                                prompt="portrait of a person, cinematic", negative_prompt="blurry", seeds=seeds,
-                                steps=2, guidance=5.0, strength=1.0, width=64, height=64)
-    return np.asarray(engine.generate(request)[0]).astype(int)
-
-
 @pytest.mark.django_db
 def test_compile_mode_says_it_cannot_apply_a_likeness_model(face_lora):
     swapping = demo_engine(lora_mode="hotswap", max_lora_rank=8)
     with pytest.raises(EngineError, match="compile mode .* cannot be applied beside a style pack"):
-        swapping.load_likeness("me", face_lora)
+        swapping.load_likeness("me", lambda: face_lora)
     with pytest.raises(EngineError, match="not loaded"):
         swapping.switch_pack(None, likeness=("me", 1.0))
 

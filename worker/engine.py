@@ -341,9 +341,9 @@ class Engine:
         self.lora.load_pack(slug, folder, loras, fast_lora)
         self.loaded_packs[slug] = version
 
-    def load_likeness(self, key: str, state: dict[str, torch.Tensor], keep: int = 4) -> None:
-        """Hold a likeness model's LoRA beside the packs (nothing to do when it is already held); past
-        `keep` of them, the least recently used goes."""
+    def load_likeness(self, key: str, read: Callable[[], dict[str, torch.Tensor]], keep: int = 4) -> None:
+        """Hold a likeness model's LoRA beside the packs, reading it with `read()` only when it is not
+        held already; past `keep` of them, the least recently used goes."""
         if self.lora is None:
             raise EngineError("the engine is not loaded")
         if key in self.loaded_likeness:
@@ -353,7 +353,7 @@ class Engine:
         self.active_pack = UNKNOWN
         while len(self.loaded_likeness) >= keep:
             self.lora.unload_likeness(self.loaded_likeness.pop(0))
-        self.lora.load_likeness(key, state)
+        self.lora.load_likeness(key, read())
         self.loaded_likeness.append(key)
 
     def unload_likeness(self, key: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from django.conf import settings
 from django.core.files.storage import default_storage
 from safetensors.torch import load as load_safetensors
@@ -30,15 +31,15 @@ def job_likeness(job: Job) -> TrainingRun | None:
 def ensure_likeness_loaded(engine: Engine, run: TrainingRun, weight: float) -> Likeness:
     """Load the model's LoRA from storage unless the engine holds it already; what switch_pack takes."""
     key = str(run.id)
-    if key not in engine.loaded_likeness:
+
+    def read() -> dict[str, torch.Tensor]:
         try:
             with default_storage.open(run.lora_key, "rb") as f:
-                state = load_safetensors(f.read())
+                return load_safetensors(f.read())
         except (FileNotFoundError, OSError) as e:
             raise EngineError(f"the likeness model {key} is not in storage: {e}") from e
-    else:
-        state = {}
-    engine.load_likeness(key, state, keep=settings.AVATAR_LIKENESS_RESIDENT)
+
+    engine.load_likeness(key, read, keep=settings.AVATAR_LIKENESS_RESIDENT)
     return key, weight
 
 

@@ -127,6 +127,11 @@ def remove_outputs(job: Job) -> None:
     for index in range(job.count):
         for key in output_keys(job, index):
             default_storage.delete(key)
-    if not User.objects.filter(id=job.user_id).exists():
-        # The owner erased their account meanwhile: nothing of theirs may stay, empty folders included.
-        delete_prefix(storage_keys.user_prefix(job.user_id))
+    clear_prefix_if_erased(job.user_id)
+
+
+def clear_prefix_if_erased(user_id: uuid.UUID) -> None:
+    """After removing files a worker wrote for someone: if they erased their account meanwhile, nothing
+    of theirs may stay, empty folders included (the erasure deleted the prefix before these were written)."""
+    if not User.objects.filter(id=user_id).exists():
+        delete_prefix(storage_keys.user_prefix(user_id))

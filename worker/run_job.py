@@ -235,8 +235,7 @@ def subject_for(likeness: TrainingRun | None) -> str:
     """What the pack's {subject} says: with a likeness model, its rare token names the person."""
     if likeness is None:
         return SUBJECT
-    token, noun = likeness.settings.get("instance_token", "ohwx"), likeness.settings.get("class_noun", "person")
-    return f"portrait of {token} {noun}"
+    return f"portrait of {likeness.instance_token} {likeness.class_noun}"
 
 
 def pack_request(pack: StylePack, images: list[Image.Image], seeds: list[int],

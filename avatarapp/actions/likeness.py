@@ -28,16 +28,10 @@ from avatarapp.jobs.models import Job
 from avatarapp.lib.ratelimit import allow
 from avatarapp.training.actions import send_chunk, training_family
 from avatarapp.training.inputs import TrainingInputError
-from avatarapp.training.models import TrainingRun
+from avatarapp.training.models import CLASS_NOUN, CLASS_PROMPT, INSTANCE_PROMPT, INSTANCE_TOKEN, TrainingRun
 
 log = logging.getLogger(__name__)
 
-# DreamBooth's rare token: a word the text encoder knows almost nothing about, so the model
-# learns "this person" into it without unlearning what the words around it mean.
-INSTANCE_TOKEN = "ohwx"
-CLASS_NOUN = "person"
-INSTANCE_PROMPT = f"a photo of {INSTANCE_TOKEN} {CLASS_NOUN}"
-CLASS_PROMPT = f"a photo of a {CLASS_NOUN}"
 # Each family's training resolution when AVATAR_LIKENESS_RESOLUTION is 0 (its pictures' native size;
 # the demo model is tiny and learns at 64).
 FAMILY_RESOLUTION = {"demo": 64, "sd15": 512}

@@ -16,6 +16,13 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+# A likeness model's prompts (DreamBooth): the rare token is a word the text encoder knows almost
+# nothing about, so the model learns "this person" into it without unlearning the words around it.
+INSTANCE_TOKEN = "ohwx"
+CLASS_NOUN = "person"
+INSTANCE_PROMPT = f"a photo of {INSTANCE_TOKEN} {CLASS_NOUN}"
+CLASS_PROMPT = f"a photo of a {CLASS_NOUN}"
+
 
 class TrainingRun(models.Model):
     """A style pack (kind "pack", started by the operator) or a person's likeness model (kind
@@ -99,6 +106,23 @@ class TrainingRun(models.Model):
     def is_likeness(self) -> bool:
         return self.kind == self.Kind.LIKENESS
 
+    # A likeness run's prompts, as recorded in its settings when it started.
+    @property
+    def instance_token(self) -> str:
+        return str(self.settings.get("instance_token", INSTANCE_TOKEN))
+
+    @property
+    def class_noun(self) -> str:
+        return str(self.settings.get("class_noun", CLASS_NOUN))
+
+    @property
+    def class_prompt(self) -> str:
+        return str(self.settings.get("class_prompt", CLASS_PROMPT))
+
+    def remove_folder(self) -> None:
+        """Its pictures, encodings and checkpoints (for a likeness model: latents of a person's face)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     @property
     def finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
@@ -106,4 +130,4 @@ class TrainingRun(models.Model):
 
 def remove_run_folder_of(sender: type[TrainingRun], instance: TrainingRun, **kwargs: Any) -> None:
     """post_delete: a deleted run's pictures, encodings and checkpoints go with its row."""
-    shutil.rmtree(instance.folder, ignore_errors=True)
+    instance.remove_folder()

@@ -11,7 +11,6 @@ run only if it is still queued at the message's step.
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -33,7 +32,7 @@ def recover_training_runs(now: datetime) -> dict[str, int]:
                                       error=f"worker_lost: the worker stopped answering {run.attempts} times "
                                             f"during the chunk from step {run.step}")
             if lost and run.is_likeness:
-                shutil.rmtree(run.folder, ignore_errors=True)  # a failed likeness run keeps nothing of the face
+                run.remove_folder()  # a failed likeness run keeps nothing of the face
             failed += lost
         elif still_stale.update(status=TrainingRun.Status.QUEUED, heartbeat_at=None, worker="",
                                 current_step=run.step):

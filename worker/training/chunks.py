@@ -31,14 +31,12 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from avatarapp.accounts.models import User
-from avatarapp.lib.storage import delete_prefix
-from avatarapp.lib.storage_keys import user_prefix
 from avatarapp.training.actions import send_chunk
 from avatarapp.training.models import TrainingRun
 from worker.engine import Engine, get_engine
 from worker.errors import EngineError
 from worker.holds import hold_at
+from worker.outputs import clear_prefix_if_erased
 from worker.training import core, likeness
 from worker.training.pack import write_and_install
 
@@ -131,7 +129,7 @@ def fail(run: TrainingRun, message: str) -> None:
     TrainingRun.objects.filter(id=run.id, status=TrainingRun.Status.RUNNING).update(
         status=TrainingRun.Status.FAILED, error=message[:4000], finished_at=timezone.now())
     if run.is_likeness:
-        shutil.rmtree(run.folder, ignore_errors=True)  # a failed likeness run keeps nothing of the face
+        run.remove_folder()  # a failed likeness run keeps nothing of the face
 
 
 def gone(run: TrainingRun) -> bool:
@@ -139,7 +137,7 @@ def gone(run: TrainingRun) -> bool:
     the account); then what the chunk wrote goes too, as the row's deletion took the rest."""
     if TrainingRun.objects.filter(id=run.id).exists():
         return False
-    shutil.rmtree(run.folder, ignore_errors=True)
+    run.remove_folder()
     return True
 
 
@@ -219,12 +217,11 @@ def finish_likeness(engine: Engine, run: TrainingRun, done: core.Checkpoint, fin
         if TrainingRun.objects.filter(id=run.id).exists():
             return "superseded"  # the reaper gave the chunk to another worker, which stores the same LoRA
         # Deleted (by its owner, or with the account) while it was being stored: nothing of it may stay.
-        shutil.rmtree(run.folder, ignore_errors=True)
+        run.remove_folder()
         default_storage.delete(key)
-        if not User.objects.filter(id=run.owner_id).exists():
-            delete_prefix(user_prefix(run.owner_id))  # an erased account leaves not even an empty folder
+        clear_prefix_if_erased(run.owner_id)
         return "deleted"
-    shutil.rmtree(run.folder, ignore_errors=True)
+    run.remove_folder()
     log.info("likeness model %s trained: likeness %s without, %s with", run.id, report.get("without_model"),
              report.get("with_model"))
     return "stored"

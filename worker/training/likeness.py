@@ -81,7 +81,7 @@ def class_pictures(engine: Engine, run: TrainingRun, resolution: int, beat: Call
         seeds = [(seed * 7919 + n) % 2**32 for n in range(start, min(count, start + batch))]
         request = GenerationRequest(
             images=[Image.new("RGB", (resolution, resolution), GREY)] * len(seeds),
-            prompt=str(run.settings.get("class_prompt", "a photo of a person")), negative_prompt="",
+            prompt=run.class_prompt, negative_prompt="",
             seeds=seeds, steps=int(defaults["steps"]), guidance=float(defaults["guidance"]), strength=1.0,
             width=resolution, height=resolution)
         with engine.lock:
@@ -101,8 +101,7 @@ def encode_likeness(engine: Engine, run: TrainingRun, train_settings: core.Train
     samples = [core.Sample(crop, run.caption) for crop in crops]
     encoded = core.encode_samples(engine, samples, train_settings.resolution, on_picture=beat)
     classes = class_pictures(engine, run, train_settings.resolution, beat)
-    class_prompt = str(run.settings.get("class_prompt", "a photo of a person"))
-    encoded.prior = core.encode_samples(engine, [core.Sample(p, class_prompt) for p in classes],
+    encoded.prior = core.encode_samples(engine, [core.Sample(p, run.class_prompt) for p in classes],
                                         train_settings.resolution, on_picture=beat)
     return encoded
 
@@ -144,7 +143,6 @@ def likeness_report(engine: Engine, run: TrainingRun, data: bytes) -> dict[str, 
     side = run.settings.get("resolution", 512)
     source = image.crop(photo.crop(1.0).as_tuple())
     seeds = [(int(run.settings.get("seed", 0)) + n) % 2**32 for n in range(count)]
-    token, noun = run.settings.get("instance_token", "ohwx"), run.settings.get("class_noun", "person")
 
     def make(subject: str) -> GenerationRequest:
         return GenerationRequest(images=[source] * count, prompt=REPORT_PROMPT.format(subject=subject),
@@ -152,12 +150,12 @@ def likeness_report(engine: Engine, run: TrainingRun, data: bytes) -> dict[str, 
                                  guidance=float(defaults["guidance"]), strength=float(defaults["strength"]),
                                  width=side, height=side)
     try:
-        engine.load_likeness(str(run.id), load_safetensors(data), keep=settings.AVATAR_LIKENESS_RESIDENT)
+        engine.load_likeness(str(run.id), lambda: load_safetensors(data), keep=settings.AVATAR_LIKENESS_RESIDENT)
         with engine.lock:
             engine.switch_pack(None)
-            without = engine.generate(make(f"a {noun}"))
+            without = engine.generate(make(f"a {run.class_noun}"))
             engine.switch_pack(None, likeness=(str(run.id), settings.AVATAR_LIKENESS_WEIGHT))
-            with_model = engine.generate(make(f"{token} {noun}"))
+            with_model = engine.generate(make(f"{run.instance_token} {run.class_noun}"))
     except EngineError as e:
         return report | {"note": f"not measured: {e}"}
     readings_without = [analyser.read(picture) for picture in without]
